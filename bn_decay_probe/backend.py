@@ -1,0 +1,112 @@
+"""The only module that imports TensorFlow: import, quieting, versions, devices, sessions."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import platform
+import sys
+import warnings
+from typing import Any, Dict, Iterator, Tuple
+
+import numpy as np
+
+from . import __version__
+
+SUPPORTED = "TensorFlow 1.15 (Python 3.7)"
+_tf: Any = None
+_verbose = False
+
+
+class BackendUnavailableError(ImportError):
+    """TensorFlow is missing or is a version the probe does not support."""
+
+
+def set_verbose(enabled: bool) -> None:
+    """With ``enabled``, TF's own warnings are no longer muted (the CLI's --verbose)."""
+    global _verbose
+    _verbose = enabled
+
+
+def silence_native_logs() -> None:
+    """Hides TF's C++ log lines (e.g. 'failed call to cuInit' without a GPU).
+
+    TF reads TF_CPP_MIN_LOG_LEVEL once, at its first log line, so this only works before
+    TensorFlow is imported; a value the user set is kept.
+    """
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def tensorflow() -> Any:
+    """Imports TensorFlow once, hiding its import-time Python warnings."""
+    global _tf
+    if _tf is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            # Harmless ABI notice from a TF dependency's compiled module under numpy 1.18.
+            warnings.filterwarnings("ignore", "numpy.ufunc size changed", RuntimeWarning)
+            try:
+                import tensorflow as tf
+            except ImportError as exc:
+                raise BackendUnavailableError(
+                    "bn_decay_probe needs %s; TensorFlow could not be imported (%s): run "
+                    "`pip install -r requirements.txt` on Python 3.7" % (SUPPORTED, exc)) from None
+        if not tf.__version__.startswith("1.15."):
+            raise BackendUnavailableError("bn_decay_probe supports %s, found TensorFlow %s"
+                                          % (SUPPORTED, tf.__version__))
+        _tf = tf
+    return _tf
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[Any]:
+    """Yields tf.compat.v1 with TF's Python-side warnings (deprecations, the tf.contrib sunset
+    notice) muted, and restores the caller's logging settings afterwards."""
+    tf = tensorflow()
+    if _verbose:
+        yield tf.compat.v1
+        return
+    from tensorflow.python.util import deprecation
+
+    logger = tf.get_logger()
+    level, printing = logger.level, deprecation._PRINT_DEPRECATION_WARNINGS
+    logger.setLevel(logging.ERROR)
+    deprecation._PRINT_DEPRECATION_WARNINGS = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield tf.compat.v1
+    finally:
+        logger.setLevel(level)
+        deprecation._PRINT_DEPRECATION_WARNINGS = printing
+
+
+def batch_norm() -> Any:
+    """The layer under probe: tf.contrib.layers.batch_norm."""
+    return tensorflow().contrib.layers.batch_norm
+
+
+def visible_gpus() -> Tuple[str, ...]:
+    gpus = tensorflow().config.experimental.list_physical_devices("GPU")
+    return tuple(gpu.name for gpu in gpus)
+
+
+def session_config(target: str) -> Any:
+    """Soft placement lets ops without a GPU kernel fall back to the CPU (the report shows where
+    each op really ran); memory growth keeps the probe from grabbing the whole GPU. A CPU probe
+    hides the GPUs so none is initialized."""
+    tf1 = tensorflow().compat.v1
+    config = tf1.ConfigProto(allow_soft_placement=True)
+    config.gpu_options.allow_growth = True
+    if "GPU" not in target:
+        config.device_count["GPU"] = 0
+    return config
+
+
+def versions() -> Dict[str, Any]:
+    tf = tensorflow()
+    return {"tensorflow": tf.__version__, "built_with_cuda": bool(tf.test.is_built_with_cuda()),
+            "numpy": np.__version__, "python": platform.python_version(),
+            "bn_decay_probe": __version__}

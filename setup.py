@@ -1,0 +1,28 @@
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'^__version__ = "([^"]+)"',
+                    (HERE / "bn_decay_probe" / "__init__.py").read_text(), re.M).group(1)
+
+setup(
+    name="bn-decay-probe",
+    version=VERSION,
+    description="Measure what batch norm's decay does to moving_mean / moving_variance in "
+                "TensorFlow 1.x graphs",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["bn_decay_probe", "bn_decay_probe.*"]),
+    python_requires=">=3.7",
+    # TensorFlow is not required here so that either the -gpu or the CPU wheel can be used;
+    # requirements.txt and the tf1 extra pin the tested set.
+    install_requires=["numpy>=1.16"],
+    extras_require={"tf1": ["tensorflow-gpu==1.15.5", "protobuf==3.20.3", "numpy<1.19"]},
+    entry_points={
+        "console_scripts": ["bn-decay-probe = bn_decay_probe.cli:main"],
+        "pytest11": ["bn_decay_probe = bn_decay_probe.pytest_plugin"],
+    },
+    classifiers=["Programming Language :: Python :: 3.7", "Framework :: Pytest"],
+)

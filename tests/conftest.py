@@ -1,0 +1,66 @@
+"""Shared fixtures. The numpy reference here is written out independently of
+``bn_decay_probe.theory`` so that the tests do not check the package against itself."""
+import functools
+
+import numpy as np
+import pytest
+
+pytest_plugins = ["pytester"]
+
+DECAYS = (0.0, 0.5, 0.9, 0.999, 1.0)
+FUSED = (True, False)
+# C in {1, 3}; H != W and N > 1 in the second so a reduction over the wrong axes shows.
+SHAPES = ((1, 4, 4, 1), (2, 3, 5, 3))
+EPSILON = 1e-3
+
+
+def channel_inputs(shape, seed=7):
+    """uniform(0, 255) scaled and shifted per channel, so every channel has its own mean and
+    variance and a statistic taken across channels cannot pass for a per-channel one."""
+    x = np.random.RandomState(seed).uniform(0.0, 255.0, size=shape)
+    channel = np.arange(shape[-1])
+    return (x * (channel + 1) + 50.0 * channel).astype(np.float32)
+
+
+class Reference:
+    """Batch norm in float64 numpy, straight from the definitions."""
+
+    def __init__(self, x, epsilon=EPSILON):
+        self.x = np.asarray(x, np.float64)
+        self.epsilon = epsilon
+        self.n = self.x.shape[0] * self.x.shape[1] * self.x.shape[2]
+        flat = self.x.reshape(-1, self.x.shape[-1])  # rows: every (n, h, w); columns: channels
+        self.mean = flat.sum(axis=0) / self.n
+        self.biased_var = ((flat - self.mean) ** 2).sum(axis=0) / self.n
+        self.unbiased_var = ((flat - self.mean) ** 2).sum(axis=0) / (self.n - 1)
+
+    def fed_var(self, fused):
+        return self.unbiased_var if fused else self.biased_var
+
+    def moving(self, decay, steps, fused):
+        """From the initial (0, 1), ``steps`` updates v <- decay * v + (1 - decay) * value."""
+        mean, var = np.zeros_like(self.mean), np.ones_like(self.mean)
+        for _ in range(steps):
+            mean = decay * mean + (1 - decay) * self.mean
+            var = decay * var + (1 - decay) * self.fed_var(fused)
+        return mean, var
+
+    def normalize(self, mean, var):
+        return (self.x - mean) / np.sqrt(var + self.epsilon)
+
+    def train_output(self):
+        return self.normalize(self.mean, self.biased_var)
+
+
+@pytest.fixture(scope="session")
+def measured():
+    """measured(decay, fused, shape, steps=1) -> ProbeResult on channel_inputs(shape), cached,
+    so each configuration runs once however many claims look at it."""
+    from bn_decay_probe import probe
+
+    @functools.lru_cache(maxsize=None)
+    def run(decay, fused, shape, steps=1):
+        return probe(decay=decay, inputs=channel_inputs(shape), fused=fused, steps=steps,
+                     epsilon=EPSILON, device="cpu")
+
+    return run

@@ -1,0 +1,157 @@
+"""The CLI end to end, as subprocesses: reports, JSON, quietness, and every bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bn_decay_probe import ProbeResult
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "run_experiment.py")
+SEED_INPUT = np.random.RandomState(0).uniform(0, 255, (1, 4, 4, 1)).astype(np.float64)
+
+
+def run(*args, env=None):
+    return subprocess.run([sys.executable, SCRIPT, *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, env=env, cwd=ROOT)
+
+
+def row(text, variable):
+    """The numbers of a variable's row (channel 0) in the first table of a text report."""
+    for line in text.splitlines():
+        if line.startswith(variable + " "):
+            return [float(v) for v in line.split()[2:]]
+    raise AssertionError("no row for %s in:\n%s" % (variable, text))
+
+
+@pytest.fixture(scope="module")
+def default_run():
+    return run("--no-fused")
+
+
+def test_default_run_is_the_seed_experiment(default_run):
+    assert default_run.returncode == 0, default_run.stderr
+    decay0, decay1 = default_run.stdout.split("=" * 72)
+    assert decay0.startswith("decay 0 | fused no (requested) | steps 1 |")
+    assert decay1.strip().startswith("decay 1 | fused no (requested) | steps 1 |")
+    # decay 0 takes the batch statistics (biased on the non-fused path); decay 1 keeps (0, 1).
+    before, after, before_test, after_test, rule = row(decay0, "moving_mean")
+    assert before == 0 and after == pytest.approx(SEED_INPUT.mean(), rel=1e-6)
+    assert before_test == after_test == after
+    assert row(decay0, "moving_variance")[1] == pytest.approx(SEED_INPUT.var(), rel=1e-6)
+    assert row(decay1, "moving_mean")[:4] == [0, 0, 0, 0]
+    assert row(decay1, "moving_variance")[:4] == [1, 1, 1, 1]
+
+
+def test_default_run_is_quiet(default_run):
+    # At most the one-line CPU notice; none of TF's C++ logs or deprecation warnings.
+    lines = default_run.stderr.splitlines()
+    assert lines in ([], ["note: no GPU visible to TensorFlow; running on the CPU"])
+
+
+def test_verbose_lets_tensorflow_speak():
+    verbose = run("--decay", "0.5", "--verbose")
+    assert verbose.returncode == 0
+    assert "The TensorFlow contrib module will not be included in TensorFlow 2.0" in verbose.stderr
+
+
+def test_json_to_stdout_round_trips():
+    out = run("--decay", "0", "--decay", "0.999", "--fused", "--steps", "2", "--seed", "3",
+              "--shape", "2,2,3,2", "--json", "-")
+    assert out.returncode == 0, out.stderr
+    document = json.loads(out.stdout)  # stdout is only JSON
+    results = [ProbeResult.from_dict(d) for d in document["results"]]
+    assert [r.decay for r in results] == [0.0, 0.999]
+    x = np.random.RandomState(3).uniform(0, 255, (2, 2, 3, 2)).astype(np.float32)
+    for r in results:
+        np.testing.assert_array_equal(r.inputs, x)
+        assert r.fused and r.config.steps == 2 and r.config.shape == (2, 2, 3, 2)
+        weight = r.decay ** 2
+        x64 = x.astype(np.float64)
+        np.testing.assert_allclose(r.after["train"]["moving_variance"],
+                                   weight + (1 - weight) * x64.var(axis=(0, 1, 2), ddof=1),
+                                   rtol=1e-5)
+        assert r.to_dict() == document["results"][results.index(r)]
+
+
+def test_json_to_a_file_keeps_the_text_report(tmp_path):
+    path = tmp_path / "out.json"
+    out = run("--decay", "0.5", "--json", str(path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("decay 0.5 | ")
+    document = json.loads(path.read_text())
+    assert document["results"][0]["config"]["decay"] == 0.5
+    assert set(document["results"][0]) >= {"config", "inputs", "outputs", "snapshots",
+                                            "batch_statistics", "device", "versions"}
+
+
+BAD = [
+    (["--decay", "1.5"], "run_experiment.py: error: decay must be a number in [0, 1], got 1.5"),
+    (["--decay", "nan"], "run_experiment.py: error: decay must be a number in [0, 1], got nan"),
+    (["--decay", "abc"],
+     "run_experiment.py: error: argument --decay: invalid float value: 'abc' (see --help)"),
+    (["--shape", "1,0,4,1"],
+     "run_experiment.py: error: shape must be 4 positive integers (N, H, W, C), got (1, 0, 4, 1)"),
+    (["--shape", "1,4,4"],
+     "run_experiment.py: error: shape must be 4 positive integers (N, H, W, C), got (1, 4, 4)"),
+    (["--shape", "a,b,c,d"],
+     "run_experiment.py: error: argument --shape: must be 4 positive integers N,H,W,C such as "
+     "1,4,4,1, got 'a,b,c,d' (see --help)"),
+    (["--steps", "0"], "run_experiment.py: error: steps must be an integer >= 1, got 0"),
+    (["--steps", "2.5"],
+     "run_experiment.py: error: argument --steps: invalid int value: '2.5' (see --help)"),
+    (["--seed", "-1"], "run_experiment.py: error: seed must be an integer in [0, 2**32 - 1], got -1"),
+    (["--epsilon", "0"], "run_experiment.py: error: epsilon must be a finite number > 0, got 0.0"),
+    (["--device", "tpu"], "run_experiment.py: error: device must be one of auto, cpu, gpu, got 'tpu'"),
+    (["--fused", "--no-fused"],
+     "run_experiment.py: error: argument --no-fused: not allowed with argument --fused (see --help)"),
+    (["--json", "/nonexistent-dir/out.json"],
+     "run_experiment.py: error: --json /nonexistent-dir/out.json cannot be written: No such file "
+     "or directory"),
+    (["--bogus"], "run_experiment.py: error: unrecognized arguments: --bogus (see --help)"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD, ids=[" ".join(args) for args, _ in BAD])
+def test_bad_input_exits_2_with_one_line(args, message):
+    out = run(*args)
+    assert (out.returncode, out.stderr, out.stdout) == (2, message + "\n", "")
+
+
+def test_json_path_that_is_a_directory(tmp_path):
+    out = run("--json", str(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr == ("run_experiment.py: error: --json %s is a directory; give a file path "
+                          "or -\n" % tmp_path)
+
+
+def test_gpu_without_gpu_exits_2():
+    from bn_decay_probe import backend
+
+    if backend.visible_gpus():
+        pytest.skip("this machine has a GPU")
+    out = run("--device", "gpu")
+    assert (out.returncode, out.stderr) == (
+        2, "run_experiment.py: error: device 'gpu' was requested but TensorFlow sees no GPU; "
+           "use device 'cpu' or 'auto'\n")
+
+
+def test_bad_input_is_rejected_before_tensorflow_is_imported():
+    code = ("import sys; from bn_decay_probe.cli import main; rc = main(['--decay', '2']); "
+            "print(rc, 'tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, universal_newlines=True)
+    assert out.stdout.split() == ["2", "False"]
+
+
+def test_console_script_and_module_entry_points():
+    script = os.path.join(os.path.dirname(sys.executable), "bn-decay-probe")
+    version = subprocess.run([script, "--version"], stdout=subprocess.PIPE,
+                             universal_newlines=True)
+    assert version.returncode == 0 and version.stdout.startswith("bn-decay-probe 0.")
+    usage = subprocess.run([sys.executable, "-m", "bn_decay_probe", "--help"],
+                           stdout=subprocess.PIPE, universal_newlines=True, cwd=ROOT)
+    assert usage.returncode == 0 and "--decay D" in usage.stdout

@@ -1,0 +1,65 @@
+"""The text and HTML reports show measured values and the rule's prediction (checked against
+the independent reference)."""
+import json
+
+import numpy as np
+import pytest
+
+from bn_decay_probe import probe
+from bn_decay_probe.report import render_html, render_text, to_json
+from conftest import Reference, channel_inputs
+
+SHAPE = (2, 3, 5, 3)
+
+
+@pytest.fixture(scope="module")
+def result():
+    return probe(decay=0.9, inputs=channel_inputs(SHAPE), fused=False, steps=4, device="cpu")
+
+
+def rows(text, variable):
+    return [[float(v) for v in line.split()[2:]] for line in text.splitlines()
+            if line.startswith(variable + " ")]
+
+
+def test_one_row_per_variable_and_channel_with_the_rules_prediction(result):
+    text = render_text(result)
+    ref = Reference(channel_inputs(SHAPE))
+    mean, var = ref.moving(0.9, 4, fused=False)
+    for name, expected in (("moving_mean", mean), ("moving_variance", var)):
+        table = rows(text, name)
+        assert len(table) == 3
+        for channel, numbers in enumerate(table):
+            measured = result.after["train"][name][channel]
+            assert numbers[1] == pytest.approx(measured, rel=1e-6)  # "after train" column
+            assert numbers[4] == pytest.approx(expected[channel], rel=1e-6)  # "rule" column
+            assert numbers[1] == pytest.approx(numbers[4], rel=1e-5)
+    assert [r[:4] for r in rows(text, "beta")] == [[0, 0, 0, 0]] * 3
+
+
+def test_header_names_what_ran(result):
+    first, second, shared = render_text(result).splitlines()[:3]
+    assert first == ("decay 0.9 | fused no (requested) | steps 4 | epsilon 0.001 (graph: 0.001) "
+                     "| input [2, 3, 5, 3] given (float32, held as float32)")
+    assert second.startswith("ran on /device:CPU:0 (device cpu) | TensorFlow 1.15.")
+    assert shared.startswith("variables shared by train and test: probe/BatchNorm/beta:0 [3]")
+
+
+def test_small_inputs_are_printed_whole_large_ones_summarized(result):
+    small = render_text(probe(decay=0.5, device="cpu"))
+    assert "train output:" in small and "channel 0: train output mean" not in small
+    large = render_text(result)  # 90 values
+    assert "channel 2: train output mean" in large and "train output:" not in large
+    gap = np.abs(result.outputs["test"].astype(np.float64) - result.outputs["train"]).max()
+    assert "max |test output - train output| = %.7g" % gap in large
+
+
+def test_html_table(result):
+    page = render_html(result)
+    assert page.startswith("<table>") and page.count("<tr>") == 1 + 3 * 3
+    assert "<th>rule after train</th>" in page
+
+
+def test_json_document_is_strict_json(result):
+    document = json.loads(to_json([result, result]))
+    assert len(document["results"]) == 2 and document["bn_decay_probe"]
