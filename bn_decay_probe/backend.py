@@ -84,8 +84,25 @@ def quiet() -> Iterator[Any]:
 
 
 def batch_norm() -> Any:
-    """The layer under probe: tf.contrib.layers.batch_norm."""
+    """api "contrib": tf.contrib.layers.batch_norm."""
     return tensorflow().contrib.layers.batch_norm
+
+
+def layers_batch_normalization() -> Any:
+    """api "layers": tf.layers.batch_normalization."""
+    return tensorflow().compat.v1.layers.batch_normalization
+
+
+def keras_batch_normalization() -> Any:
+    """api "keras": the tf.keras.layers.BatchNormalization class."""
+    return tensorflow().keras.layers.BatchNormalization
+
+
+def assign_moving_average() -> Any:
+    """The update contrib and tf.layers use, for api "nn" (not exported under tf.compat.v1)."""
+    from tensorflow.python.training import moving_averages
+
+    return moving_averages.assign_moving_average
 
 
 def visible_gpus() -> Tuple[str, ...]:

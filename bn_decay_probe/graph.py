@@ -1,23 +1,27 @@
-"""Builds the probe's graph: the input held in the graph, and the train and test branches of
-batch_norm sharing one set of variables under one variable_scope.
+"""Builds the probe's graph: the inputs held in the graph, the train and test branches of one
+batch-norm API, and the train step for the chosen update mode.
 
-Everything here reads the graph TensorFlow built (op types, attributes, which variables each
-branch reads) instead of trusting the arguments that were passed in.
+Everything the result reports about the graph is read back from what TensorFlow built (op
+types, attributes, which variables each branch reads, what feeds each moving average), never
+taken from the arguments that were passed in.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, FrozenSet, List, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
-from . import backend
+import numpy as np
+
+from . import apis, backend
 from .config import ProbeConfig
 
-SCOPE = "probe"
 PHASES = ("train", "test")
 MOVING = ("moving_mean", "moving_variance")
 FUSED_OPS = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
 _VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
+_READ_OPS = frozenset({"Identity", "ReadVariableOp"})
 _ASSIGN_SUB_OPS = frozenset({"AssignSub", "AssignSubVariableOp"})
+TO_NCHW, TO_NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
 
 
 class GraphStructureError(RuntimeError):
@@ -25,7 +29,8 @@ class GraphStructureError(RuntimeError):
 
 
 class UnsharedVariablesError(GraphStructureError):
-    """The train and test branches do not read the same batch-norm variables."""
+    """Shared variables were asked for, but the test branch reads variables the train branch
+    does not have."""
 
 
 @dataclass
@@ -33,16 +38,28 @@ class ProbeGraph:
     """The built graph and the handles the runner needs. Internal: holds live TF objects."""
 
     graph: Any
-    input_placeholder: Any
+    feeds: Dict[Any, np.ndarray]  # placeholder -> the array it initializes (fed once)
     initializers: List[Any]
-    outputs: Dict[str, Any]  # phase -> output tensor
-    variables: Dict[str, Any]  # short name ("beta", "moving_mean", ...) -> tf.Variable
-    fed: Dict[str, Any]  # moving variable -> the batch statistic fed to its moving average
-    factors: Dict[str, Any]  # moving variable -> the (1 - decay) factor of its update
+    batch_index: Optional[Any]  # scalar placeholder choosing the train batch, with batches
+    train_step: Any  # runs one train step; its value is the train output
+    test_output: Any
+    variables: Dict[str, Any]  # full name -> tf.Variable, every batch-norm variable
     branch_ops: Dict[str, FrozenSet[str]]  # phase -> names of the ops that branch created
-    branch_variables: Dict[str, Tuple[str, ...]]  # phase -> variables that branch reads
+    branch_variables: Dict[str, Tuple[str, ...]]  # phase -> full names of variables it reads
+    fed: Dict[str, Any]  # "moving_mean"/"moving_variance" -> the statistic fed to its update
+    factors: Dict[str, Any]  # "moving_mean"/"moving_variance" -> (1 - decay) in the graph
     fused: Dict[str, bool]  # phase -> whether a FusedBatchNorm kernel is in that branch
     epsilon: Dict[str, float]  # phase -> epsilon as the graph holds it
+    update_ops: Tuple[str, ...]  # names of the ops in the UPDATE_OPS collection
+
+
+def layout(config: ProbeConfig, array: np.ndarray) -> np.ndarray:
+    """NHWC (the probe's interface) -> the graph's data format; batches carry a leading axis."""
+    if config.data_format == "NHWC":
+        return array
+    lead = array.ndim - 4
+    return np.ascontiguousarray(
+        np.transpose(array, tuple(range(lead)) + tuple(lead + a for a in TO_NCHW)))
 
 
 def build(config: ProbeConfig, target: str) -> ProbeGraph:
@@ -50,39 +67,91 @@ def build(config: ProbeConfig, target: str) -> ProbeGraph:
     with backend.quiet() as tf1:
         graph = tf1.Graph()
         with graph.as_default(), tf1.device(target):
-            # A variable, not a constant: grappler would fold a constant input's statistics at
-            # optimization time, and a large input would bloat the GraphDef.
-            placeholder = tf1.placeholder(tf1.float32, config.shape, name="input/value")
-            held = tf1.Variable(placeholder, trainable=False, collections=[], name="input/held")
-            outputs: Dict[str, Any] = {}
-            branch_ops: Dict[str, FrozenSet[str]] = {}
+            feeds: Dict[Any, np.ndarray] = {}
+            test_input = _held(tf1, feeds, "input", layout(config, config.inputs))
+            batch_index = None
+            train_input = test_input
+            if config.batches is not None:
+                batches = _held(tf1, feeds, "batches", layout(config, config.batches))
+                batch_index = tf1.placeholder(tf1.int32, [], name="batch_index")
+                train_input = tf1.gather(batches, batch_index, name="train_input")
+            layer = apis.builder(tf1, config)
+            branches, branch_ops = {}, {}
             for phase in PHASES:
                 start = len(graph.get_operations())
-                with tf1.variable_scope(SCOPE, reuse=tf1.AUTO_REUSE):
-                    outputs[phase] = backend.batch_norm()(
-                        held, decay=config.decay, epsilon=config.epsilon, fused=config.fused,
-                        is_training=(phase == "train"), updates_collections=None)
+                branches[phase] = layer.branch(train_input if phase == "train" else test_input,
+                                               phase)
                 branch_ops[phase] = frozenset(op.name for op in graph.get_operations()[start:])
+            train_step = _train_step(tf1, config, branches["train"])
             bn_variables = tf1.global_variables()
-            initializers = [held.initializer, tf1.variables_initializer(bn_variables)]
+            collected = tuple(u.name for u in tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
+            initializers = [v.initializer for v in _held_variables(graph)]
+            initializers.append(tf1.variables_initializer(bn_variables))
         graph.finalize()  # nothing may add ops while the probe runs
 
-    variables = {v.op.name.split("/")[-1]: v for v in bn_variables}
+    variables = {v.name: v for v in bn_variables}
     by_op = {v.op.name: v for v in bn_variables}
     branch_variables = {phase: _variables_read(graph, branch_ops[phase], by_op)
                         for phase in PHASES}
-    if branch_variables["train"] != branch_variables["test"]:
+    if config.share_variables and not shares_variables(branch_variables):
         raise UnsharedVariablesError(
             "train and test branches do not share their variables: train reads %s, test reads %s"
             % (list(branch_variables["train"]), list(branch_variables["test"])))
     fed, factors = {}, {}
     for name in MOVING:
-        fed[name], factors[name] = _moving_average_inputs(graph, branch_ops["train"],
-                                                          variables[name])
-    return ProbeGraph(graph, placeholder, initializers, outputs, variables, fed, factors,
-                      branch_ops, branch_variables,
-                      {p: _is_fused(graph, branch_ops[p]) for p in PHASES},
-                      {p: _epsilon(graph, branch_ops[p]) for p in PHASES})
+        variable = _find(variables, branch_variables["train"], name)
+        fed[name], factors[name] = _moving_average_inputs(graph, branch_ops["train"], variable)
+    return ProbeGraph(graph, feeds, initializers, batch_index, train_step,
+                      branches["test"].output, variables, branch_ops, branch_variables, fed,
+                      factors, {p: _is_fused(graph, branch_ops[p]) for p in PHASES},
+                      {p: _epsilon(graph, branch_ops[p]) for p in PHASES}, collected)
+
+
+def shares_variables(branch_variables: Dict[str, Tuple[str, ...]]) -> bool:
+    """The test branch reads only variables of the train branch: the moving statistics it
+    normalizes with are the ones training updates. (The train branch may hold more, e.g. the
+    zero_debias accumulators.)"""
+    return set(branch_variables["test"]) <= set(branch_variables["train"])
+
+
+_HELD = "held_inputs"
+
+
+def _held(tf1: Any, feeds: Dict[Any, np.ndarray], name: str, array: np.ndarray) -> Any:
+    """A variable initialized once from a placeholder: the input lives in the graph. Not a
+    constant: grappler would fold a constant input's statistics at optimization time, and a
+    large input would bloat the GraphDef. Kept out of GLOBAL_VARIABLES, which is the layer's."""
+    placeholder = tf1.placeholder(tf1.float32, array.shape, name=name + "/value")
+    feeds[placeholder] = array
+    return tf1.Variable(placeholder, trainable=False, collections=[_HELD], name=name + "/held")
+
+
+def _held_variables(graph: Any) -> List[Any]:
+    return graph.get_collection(_HELD)
+
+
+def _train_step(tf1: Any, config: ProbeConfig, branch: apis.Branch) -> Any:
+    """inplace: the branch's updates run with its output (contrib does this itself with
+    updates_collections=None). update_ops: UPDATE_OPS as control dependencies of the train step,
+    as TF's docs prescribe. forgotten: the output alone, the classic bug."""
+    if config.updates == "update_ops":
+        updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    elif config.updates == "inplace":
+        updates = branch.updates
+    else:
+        updates = []
+    if not updates:
+        return branch.output
+    with tf1.control_dependencies(updates):
+        return tf1.identity(branch.output, name="train_step")
+
+
+def _find(variables: Dict[str, Any], names: Tuple[str, ...], short: str) -> Any:
+    for name in names:
+        if name.split(":")[0].split("/")[-1] == short:
+            return variables[name]
+    raise GraphStructureError("the train branch reads no %s variable (it reads %s)"
+                              % (short, list(names)))
 
 
 def _ops(graph: Any, names: FrozenSet[str]) -> List[Any]:
@@ -91,7 +160,7 @@ def _ops(graph: Any, names: FrozenSet[str]) -> List[Any]:
 
 def _source_variable(op: Any) -> Any:
     """Follows reads (Identity '.../read', ReadVariableOp) back to the variable op, if any."""
-    while op.type not in _VARIABLE_OPS and op.type in ("Identity", "ReadVariableOp") and op.inputs:
+    while op.type not in _VARIABLE_OPS and op.type in _READ_OPS and op.inputs:
         op = op.inputs[0].op
     return op
 
@@ -102,18 +171,30 @@ def _variables_read(graph: Any, names: FrozenSet[str], by_op: Dict[str, Any]) ->
 
 
 def _moving_average_inputs(graph: Any, names: FrozenSet[str], variable: Any) -> Tuple[Any, Any]:
-    """Finds ``variable -= (variable - value) * factor`` (assign_moving_average) in the branch and
-    returns (value, factor): the statistic actually fed and 1 - decay as the graph holds it."""
-    for op in _ops(graph, names):
-        if op.type in _ASSIGN_SUB_OPS and _source_variable(op.inputs[0].op).name == variable.op.name:
-            delta = op.inputs[1].op
-            if delta.type == "Mul":
-                subs = [t.op for t in delta.inputs if t.op.type == "Sub"]
-                others = [t for t in delta.inputs if t.op.type != "Sub"]
-                if len(subs) == 1 and len(others) == 1:
-                    return subs[0].inputs[1], others[0]
+    """Finds ``v -= (v - value) * factor`` (assign_moving_average, also Keras's) updating
+    ``variable`` in the branch and returns (value, factor): the statistic actually fed and
+    1 - decay as the graph holds it. With zero_debias the moving mean is set from a hidden
+    '<moving_mean>/biased' average, which is where the statistic goes in."""
+    name = variable.op.name
+    candidates = [op for op in _ops(graph, names) if op.type in _ASSIGN_SUB_OPS and
+                  _writes(op, name)]
+    for op in candidates:
+        delta = op.inputs[1].op
+        if delta.type != "Mul":
+            continue
+        target = _source_variable(op.inputs[0].op).name
+        # (v - value): the Sub that reads the updated variable; the other factor is 1 - decay
+        # (a constant, or itself a Sub 1 - momentum in tf.layers).
+        for i, t in enumerate(delta.inputs):
+            if t.op.type == "Sub" and _source_variable(t.op.inputs[0].op).name == target:
+                return t.op.inputs[1], delta.inputs[1 - i]
     raise GraphStructureError("no moving-average update of %s found in the train branch"
                               % variable.op.name)
+
+
+def _writes(assign: Any, name: str) -> bool:
+    target = _source_variable(assign.inputs[0].op).name
+    return target == name or target.endswith(name + "/biased")
 
 
 def _is_fused(graph: Any, names: FrozenSet[str]) -> bool:

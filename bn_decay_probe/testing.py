@@ -17,7 +17,6 @@ from typing import Optional
 
 import numpy as np
 
-from . import theory
 from .result import PHASES, ProbeResult
 
 # float32 rounding of a moving average of values up to ~255**2 leaves relative errors near 1e-6;
@@ -79,15 +78,17 @@ def assert_not_moved(result: ProbeResult, variable: str, phase: str = "test",
 def expected_after(result: ProbeResult, variable: str, phase: str) -> np.ndarray:
     """What the update rule predicts for ``variable`` after ``phase``.
 
-    Train: ``decay**steps * before + (1 - decay**steps) * statistic``, the statistic being the
-    batch mean, or the batch variance (biased when not fused, times n/(n-1) when fused) computed
-    by numpy from the inputs. Test: no change, and beta never changes without an optimizer.
+    Train: ``moving = decay * moving + (1 - decay) * statistic`` at every step (with one input:
+    ``decay**steps * before + (1 - decay**steps) * statistic``), the statistic being the batch
+    mean, or the batch variance (biased when not fused, times n/(n-1) when fused), computed by
+    numpy from each step's input. Test: no change; beta and gamma never change without an
+    optimizer.
     """
     _check(result, variable, phase)
-    before = result.before[phase]
-    predicted = {} if phase == "test" else theory.predicted_after_train(
-        result.inputs, before, result.decay, result.config.steps, result.fused)
-    return predicted.get(variable, before[variable].astype(np.float64))
+    before = result.before[phase][variable].astype(np.float64)
+    if phase == "test" or variable not in ("moving_mean", "moving_variance"):
+        return before
+    return result.predicted_trajectory()[variable][-1]
 
 
 def assert_moved_as_decay_predicts(result: ProbeResult, variable: str, phase: str = "train",

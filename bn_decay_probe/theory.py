@@ -5,7 +5,7 @@ probe's own output.
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -66,10 +66,88 @@ def train_output(x: np.ndarray, epsilon: float, beta: Optional[np.ndarray] = Non
     return normalize(x, batch_mean(x), batch_variance(x), epsilon, beta, gamma)
 
 
-def predicted_after_train(x: np.ndarray, before: Mapping[str, np.ndarray], decay: float,
-                          steps: int, fused: bool) -> Dict[str, np.ndarray]:
-    """moving_mean / moving_variance after ``steps`` train runs on ``x``, from ``before``: the
-    closed form with the batch mean and the variance the (non-)fused path feeds."""
-    statistics = {"moving_mean": batch_mean(x), "moving_variance": fed_variance(x, fused)}
-    return {name: moving_after_steps(before[name], value, decay, steps)
-            for name, value in statistics.items()}
+def predicted_trajectory(train_inputs: Sequence[np.ndarray], before: Mapping[str, np.ndarray],
+                         decay: float, fused: bool,
+                         zero_debias: bool = False) -> Dict[str, np.ndarray]:
+    """moving_mean / moving_variance [K, C] after each of the K train steps, the k-th on
+    ``train_inputs[k]``, from ``before``: the update rule with each batch's mean and the
+    variance the (non-)fused path feeds. zero_debias: contrib's debiased mean, a zero-started
+    average divided by 1 - decay**k."""
+    means = [batch_mean(x) for x in train_inputs]
+    variances = [fed_variance(x, fused) for x in train_inputs]
+    predicted = {"moving_variance": moving_after_sequence(before["moving_variance"], variances,
+                                                          decay)}
+    if zero_debias:
+        k = np.arange(1, len(means) + 1, dtype=np.float64)[:, None]
+        biased = moving_after_sequence(np.zeros_like(means[0]), means, decay)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            predicted["moving_mean"] = biased / (1.0 - float(decay) ** k)
+    else:
+        predicted["moving_mean"] = moving_after_sequence(before["moving_mean"], means, decay)
+    return predicted
+
+
+def moving_after_sequence(initial: np.ndarray, values: np.ndarray, decay: float) -> np.ndarray:
+    """The trajectory [K, C] of updates toward a different value [C] at each of K steps:
+    ``m_k = decay**k * initial + (1 - decay) * sum_j decay**(k - j) * values_j``."""
+    moving = np.asarray(initial, np.float64)
+    trajectory = []
+    for value in np.asarray(values, np.float64):
+        moving = moving_average_update(moving, value, decay)
+        trajectory.append(moving)
+    return np.array(trajectory)
+
+
+def population_statistics(batches: np.ndarray) -> Dict[str, np.ndarray]:
+    """Over all batches [B, N, H, W, C]: the true mean and (biased) variance of every value, and
+    the BN paper's inference estimate (Ioffe & Szegedy 2015, Algorithm 2): E[batch mean] and
+    m/(m-1) * E[batch variance], m being the values per channel in one batch."""
+    x = np.asarray(batches, np.float64)
+    values = x.reshape(-1, x.shape[-1])
+    m = elements_per_channel(x.shape[1:])
+    return {"mean": values.mean(axis=0), "variance": values.var(axis=0),
+            "paper_mean": x.mean(axis=(1, 2, 3)).mean(axis=0),
+            "paper_variance": bessel_factor(m) * x.var(axis=(1, 2, 3)).mean(axis=0)}
+
+
+def predicted_gaps(x: np.ndarray, decay: float, fused: bool, epsilon: float, steps: int,
+                   zero_debias: bool = False) -> np.ndarray:
+    """max |test output - train output| after each of ``steps`` train steps on ``x``, from the
+    closed form, starting from (0, 1), gamma 1 (beta cancels out).
+
+    The difference is affine in x within a channel, so its largest size is at the channel's
+    smallest or largest value.
+    """
+    x = np.asarray(x, np.float64)
+    mean, biased = batch_mean(x), batch_variance(x)
+    k = np.arange(1, steps + 1, dtype=np.float64)[:, None]
+    weight = float(decay) ** k
+    if zero_debias:  # the batch mean itself from the first step on; 0/0 at decay 1
+        debiased = mean if decay < 1 else np.full_like(mean, np.nan)
+        moving_mean = np.broadcast_to(debiased, weight.shape)
+    else:
+        moving_mean = (1.0 - weight) * mean
+    moving_var = weight + (1.0 - weight) * fed_variance(x, fused)
+    train_scale = 1.0 / np.sqrt(biased + epsilon)
+    test_scale = 1.0 / np.sqrt(moving_var + epsilon)
+    gaps = [np.abs((test_scale - train_scale) * x.min(axis=REDUCTION_AXES)
+                   - test_scale * moving_mean + train_scale * mean),
+            np.abs((test_scale - train_scale) * x.max(axis=REDUCTION_AXES)
+                   - test_scale * moving_mean + train_scale * mean)]
+    return np.max(np.maximum(*gaps), axis=1)
+
+
+def settled_after(decay: float, cap: int = 10 ** 6) -> int:
+    """Steps after which decay**k < 1e-16: the closed form no longer changes in float64."""
+    if decay <= 0.0 or decay >= 1.0:
+        return 1
+    return int(min(cap, np.ceil(np.log(1e-16) / np.log(decay))))
+
+
+def predicted_steps_to_converge(x: np.ndarray, decay: float, fused: bool, epsilon: float,
+                                tol: float, zero_debias: bool = False) -> Optional[int]:
+    """The first train step after which max |test - train| <= tol by the closed form, or None
+    when it never gets there (decay 1, or a fused kernel's n/(n-1) gap larger than tol)."""
+    gaps = predicted_gaps(x, decay, fused, epsilon, settled_after(decay), zero_debias)
+    hits = np.nonzero(gaps <= tol)[0]
+    return int(hits[0]) + 1 if len(hits) else None

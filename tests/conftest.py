@@ -52,6 +52,25 @@ class Reference:
         return self.normalize(self.mean, self.biased_var)
 
 
+def updates_run(api, updates):
+    """TF1 semantics, as documented: in-place updates run; UPDATE_OPS holds the updates of every
+    API except tf.keras, whose updates live in layer.updates; forgotten updates never run."""
+    return updates == "inplace" or (updates == "update_ops" and api != "keras")
+
+
+def first_step_within(x, decay, fused, tol, limit):
+    """Brute force in float64 over every element: the first train step k after which the test
+    output (moving statistics by the closed form) is within tol of the train output."""
+    ref = Reference(x)
+    train = ref.train_output()
+    for k in range(1, limit + 1):
+        mean = (1 - decay ** k) * ref.mean
+        var = decay ** k + (1 - decay ** k) * ref.fed_var(fused)
+        if np.abs(ref.normalize(mean, var) - train).max() <= tol:
+            return k
+    return None
+
+
 @pytest.fixture(scope="session")
 def measured():
     """measured(decay, fused, shape, steps=1) -> ProbeResult on channel_inputs(shape), cached,

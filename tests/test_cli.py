@@ -112,6 +112,31 @@ BAD = [
      "run_experiment.py: error: --json /nonexistent-dir/out.json cannot be written: No such file "
      "or directory"),
     (["--bogus"], "run_experiment.py: error: unrecognized arguments: --bogus (see --help)"),
+    (["--api", "torch"],
+     "run_experiment.py: error: api must be one of contrib, layers, keras, nn, got 'torch'"),
+    (["--updates", "never"], "run_experiment.py: error: updates must be one of inplace, "
+                             "update_ops, forgotten, got 'never'"),
+    (["--data-format", "NHCW"],
+     "run_experiment.py: error: data_format must be one of NHWC, NCHW, got 'NHCW'"),
+    (["--zero-debias", "--api", "layers"],
+     "run_experiment.py: error: zero_debias is tf.contrib.layers.batch_norm's "
+     "zero_debias_moving_mean and needs api='contrib', got api='layers'"),
+    (["--batches", "0"], "run_experiment.py: error: --batches must be a count >= 1 or a "
+                         "FILE.npy, got 0"),
+    (["--batches", "data.txt"], "run_experiment.py: error: argument --batches: must be a count "
+                                "K or a FILE.npy, got 'data.txt' (see --help)"),
+    (["--batches", "/nonexistent/b.npy"], "run_experiment.py: error: --batches "
+                                          "/nonexistent/b.npy cannot be read: No such file or "
+                                          "directory"),
+    (["--tol", "0"], "run_experiment.py: error: --tol must be a finite number > 0, got 0.0"),
+    (["--matrix", "--api", "keras", "--steps", "3"],
+     "run_experiment.py: error: --matrix measures its own grid of api, fused and updates; it "
+     "cannot be combined with --steps, --api"),
+    (["--matrix", "--no-fused"],
+     "run_experiment.py: error: --matrix measures its own grid of api, fused and updates; it "
+     "cannot be combined with --fused/--no-fused"),
+    (["--matrix", "--decay", "2"], "run_experiment.py: error: decay must be a number in [0, 1], "
+                                   "got 2.0"),
 ]
 
 
@@ -119,6 +144,51 @@ BAD = [
 def test_bad_input_exits_2_with_one_line(args, message):
     out = run(*args)
     assert (out.returncode, out.stderr, out.stdout) == (2, message + "\n", "")
+
+
+def test_keras_update_ops_run_shows_the_classic_bug():
+    out = run("--decay", "0.9", "--api", "keras", "--updates", "update_ops", "--steps", "3")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("decay 0.9 | api keras, updates update_ops | fused yes (TF "
+                                 "default) | steps 3 |")
+    assert ("note: the train phase did not change moving_mean or moving_variance: their update "
+            "ops did not run (updates 'update_ops', api 'keras')") in out.stdout
+    assert row(out.stdout, "moving_mean")[:4] == [0, 0, 0, 0]
+
+
+def test_batches_from_a_file(tmp_path):
+    batches = np.random.RandomState(5).uniform(0, 9, (3, 1, 2, 2, 1)).astype(np.float32)
+    path = tmp_path / "batches.npy"
+    np.save(str(path), batches)
+    out = run("--decay", "0", "--batches", str(path), "--no-fused", "--json", "-")
+    assert out.returncode == 0, out.stderr
+    r = ProbeResult.from_dict(json.loads(out.stdout)["results"][0])
+    np.testing.assert_array_equal(r.batches, batches)
+    # decay 0: the moving statistics are the last batch's.
+    last = batches[-1].astype(np.float64)
+    np.testing.assert_allclose(r.after["train"]["moving_mean"], [last.mean()], rtol=1e-6)
+    np.testing.assert_allclose(r.after["train"]["moving_variance"], [last.var()], rtol=1e-6)
+
+
+def test_batches_drawn_from_the_seed():
+    out = run("--decay", "0.5", "--batches", "4", "--steps", "2", "--shape", "2,2,2,1",
+              "--seed", "3", "--json", "-")
+    assert out.returncode == 0, out.stderr
+    r = ProbeResult.from_dict(json.loads(out.stdout)["results"][0])
+    drawn = np.random.RandomState(4).uniform(0, 255, (4, 2, 2, 2, 1)).astype(np.float32)
+    np.testing.assert_array_equal(r.batches, drawn)
+    assert r.trajectory["moving_mean"].shape == (8, 1)
+
+
+def test_nchw_fused_on_the_cpu_exits_2():
+    from bn_decay_probe import backend
+
+    if backend.visible_gpus():
+        pytest.skip("a GPU runs fused NCHW")
+    out = run("--data-format", "NCHW", "--device", "cpu")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("run_experiment.py: error: data_format 'NCHW' is not supported "
+                                 "here by TensorFlow 1.15.5 on /device:CPU:0")
 
 
 def test_json_path_that_is_a_directory(tmp_path):

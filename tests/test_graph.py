@@ -7,9 +7,9 @@ from bn_decay_probe import ProbeConfig, backend, graph
 def test_input_lives_in_the_graph_and_is_fed_once():
     built = graph.build(ProbeConfig.create(decay=0.5), "/device:CPU:0")
     placeholders = [op for op in built.graph.get_operations() if op.type == "Placeholder"]
-    assert placeholders == [built.input_placeholder.op]
+    assert [p.op for p in built.feeds] == placeholders and len(placeholders) == 1
     # The placeholder only initializes the held variable; neither branch reads it.
-    consumers = {op.name for op in built.input_placeholder.consumers()}
+    consumers = {op.name for op in placeholders[0].outputs[0].consumers()}
     assert consumers == {"input/held/Assign"}
     for phase in graph.PHASES:
         assert not consumers & built.branch_ops[phase]

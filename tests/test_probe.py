@@ -33,13 +33,15 @@ def test_contract_shapes_and_names(result):
 def test_snapshot_sequence_matches_the_update_rule(result):
     ref = Reference(channel_inputs((2, 3, 3, 2)))
     mean, var = ref.moving(0.9, 2, fused=True)
-    np.testing.assert_array_equal(result.snapshots["before_train"]["moving_mean"], [0, 0])
-    np.testing.assert_array_equal(result.snapshots["before_train"]["moving_variance"], [1, 1])
-    np.testing.assert_allclose(result.snapshots["after_train"]["moving_mean"], mean, rtol=1e-6)
-    np.testing.assert_allclose(result.snapshots["after_train"]["moving_variance"], var, rtol=1e-6)
+    np.testing.assert_array_equal(result.before["train"]["moving_mean"], [0, 0])
+    np.testing.assert_array_equal(result.before["train"]["moving_variance"], [1, 1])
+    np.testing.assert_allclose(result.after["train"]["moving_mean"], mean, rtol=1e-6)
+    np.testing.assert_allclose(result.after["train"]["moving_variance"], var, rtol=1e-6)
     for name in ("beta", "moving_mean", "moving_variance"):
-        np.testing.assert_array_equal(result.snapshots["before_test"][name],
-                                      result.snapshots["after_train"][name])
+        np.testing.assert_array_equal(result.before["test"][name], result.after["train"][name])
+    assert set(result.snapshots["after_train"]) == {
+        "probe/BatchNorm/beta:0", "probe/BatchNorm/moving_mean:0",
+        "probe/BatchNorm/moving_variance:0"}
 
 
 def test_measured_graph_facts(result):
@@ -99,8 +101,9 @@ def test_to_dict_is_json_and_round_trips(result):
     text = json.dumps(result.to_dict(), allow_nan=False)
     data = json.loads(text)
     np.testing.assert_array_equal(np.array(data["inputs"], np.float32), result.inputs)
-    np.testing.assert_array_equal(np.array(data["snapshots"]["after_train"]["moving_mean"],
-                                           np.float32), result.after["train"]["moving_mean"])
+    np.testing.assert_array_equal(
+        np.array(data["snapshots"]["after_train"]["probe/BatchNorm/moving_mean:0"], np.float32),
+        result.after["train"]["moving_mean"])
     rebuilt = ProbeResult.from_dict(data)
     assert rebuilt == result
     assert rebuilt.to_dict() == result.to_dict()

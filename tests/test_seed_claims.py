@@ -58,9 +58,9 @@ def test_claim4_decay_one_freezes_the_moving_statistics(measured, fused, shape):
     r = measured(1.0, fused, shape)
     x = channel_inputs(shape)
     c = shape[-1]
-    for label in ("after_train", "after_test"):
-        np.testing.assert_array_equal(r.snapshots[label]["moving_mean"], np.zeros(c))
-        np.testing.assert_array_equal(r.snapshots[label]["moving_variance"], np.ones(c))
+    for phase in ("train", "test"):
+        np.testing.assert_array_equal(r.after[phase]["moving_mean"], np.zeros(c))
+        np.testing.assert_array_equal(r.after[phase]["moving_variance"], np.ones(c))
     # The train output is still normalized: per channel mean 0 and variance var / (var + eps).
     ref = Reference(x)
     train = r.outputs["train"].astype(np.float64)
@@ -77,9 +77,9 @@ def test_claim4_decay_one_freezes_the_moving_statistics(measured, fused, shape):
 def test_claim5_one_mean_and_variance_per_channel(measured, decay, fused, shape):
     r = measured(decay, fused, shape)
     c = shape[-1]
-    for snapshot in r.snapshots.values():
-        for name in ("beta", "moving_mean", "moving_variance"):
-            assert snapshot[name].shape == (c,)
+    for snapshot in (*r.before.values(), *r.after.values()):
+        assert set(snapshot) == {"beta", "moving_mean", "moving_variance"}
+        assert all(values.shape == (c,) for values in snapshot.values())
     assert r.outputs["train"].shape == r.outputs["test"].shape == shape
     # The statistic fed to the moving mean is the mean over N, H, W of each channel.
     x = channel_inputs(shape).astype(np.float64)

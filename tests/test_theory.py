@@ -37,8 +37,42 @@ def test_normalize_and_train_output_by_hand():
                                2 * X / 2.0 + 1.0)
 
 
-def test_predicted_after_train_by_hand():
+def test_predicted_trajectory_by_hand():
     before = {"moving_mean": np.zeros(2), "moving_variance": np.ones(2)}
-    predicted = theory.predicted_after_train(X, before, decay=0.5, steps=1, fused=True)
-    np.testing.assert_allclose(predicted["moving_mean"], [1.25, 7.5])
-    np.testing.assert_allclose(predicted["moving_variance"], [0.5 + 5 / 6, 50.5])
+    predicted = theory.predicted_trajectory([X, X], before, decay=0.5, fused=True)
+    np.testing.assert_allclose(predicted["moving_mean"], [[1.25, 7.5], [1.875, 11.25]])
+    np.testing.assert_allclose(predicted["moving_variance"],
+                               [[0.5 + 0.5 * 5 / 3, 50.5], [0.25 + 0.75 * 5 / 3, 75.25]])
+
+
+def test_zero_debias_trajectory_is_the_batch_mean_from_step_one():
+    before = {"moving_mean": np.zeros(2), "moving_variance": np.ones(2)}
+    predicted = theory.predicted_trajectory([X, X, X], before, decay=0.9, fused=False,
+                                            zero_debias=True)
+    np.testing.assert_allclose(predicted["moving_mean"], [[2.5, 15.0]] * 3)
+    frozen = theory.predicted_trajectory([X], before, decay=1.0, fused=False, zero_debias=True)
+    assert np.isnan(frozen["moving_mean"]).all()
+
+
+def test_sequence_of_batches_by_hand():
+    trajectory = theory.moving_after_sequence([0.0], [[4.0], [8.0], [0.0]], decay=0.5)
+    np.testing.assert_array_equal(trajectory, [[2.0], [5.0], [2.5]])
+    batches = np.stack([X, X + 1.0])
+    population = theory.population_statistics(batches)
+    np.testing.assert_allclose(population["mean"], [3.0, 15.5])
+    np.testing.assert_allclose(population["variance"], [1.5, 75.25])
+    np.testing.assert_allclose(population["paper_mean"], [3.0, 15.5])
+    np.testing.assert_allclose(population["paper_variance"], [5 / 3, 100.0])
+
+
+def test_predicted_steps_to_converge_by_hand():
+    # One channel, values -1 and 1: mean 0, biased variance 1. After k steps at decay 0.5 the
+    # moving variance is 1 (exactly), so test == train from step 1 with epsilon in both.
+    x = np.array([-1.0, 1.0]).reshape(1, 1, 2, 1)
+    assert theory.predicted_steps_to_converge(x, 0.5, False, 1e-3, 1e-9) == 1
+    # Shifted by 10: the moving mean 10 * (1 - 0.5**k) closes the gap 10 * 0.5**k / sqrt(1 + eps)
+    # to <= 0.01 at 0.5**k <= 0.01 * sqrt(1.001) / 10, i.e. k = 10.
+    assert theory.predicted_steps_to_converge(x + 10, 0.5, False, 1e-3, 0.01) == 10
+    assert theory.predicted_steps_to_converge(x + 10, 1.0, False, 1e-3, 0.01) is None
+    # Fused: the moving variance tends to 2 (n/(n-1) with n = 2), a gap that never closes.
+    assert theory.predicted_steps_to_converge(x, 0.5, True, 1e-3, 0.01) is None
