@@ -1,0 +1,548 @@
+"""BN doctor on real models: small conv + batch-norm nets (contrib, tf.layers, tf.keras) trained a
+few Adam steps on synthetic data, with and without each planted bug, saved with
+tf.compat.v1.train.Saver. Expected values come from the update rule and numpy, never from the
+doctor itself."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bn_decay_probe import ProbeConfigError, backend, doctor
+from bn_decay_probe.doctor import (BAD_VARIANCE, KERAS_UPDATES_NOT_COLLECTED,
+                                   MISSING_UPDATE_DEPENDENCY, NEVER_UPDATED, PARTLY_CONVERGED,
+                                   UNSHARED_BRANCHES, diagnose_checkpoint, diagnose_graph)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+X = np.random.RandomState(0).normal(2.0, 3.0, (8, 6, 6, 3)).astype(np.float32)
+TARGET = np.random.RandomState(1).normal(size=(8, 1)).astype(np.float32)
+CHANNELS = (4, 6)  # two conv + BN blocks; different widths so each layer has its own family
+STEPS = 30
+
+
+class Model:
+    """A built (not yet run) graph: conv-BN-relu twice, global mean pool, dense head, Adam."""
+
+    def __init__(self, api, decay=0.9, wiring="update_ops", test_branch=None,
+                 training_flag=False, count_steps=True):
+        """wiring: which ops the train op depends on -- "update_ops" (the UPDATE_OPS collection),
+        "layer_updates" (the tf.keras layers' own updates), "in_place" (contrib with
+        updates_collections=None, no dependency) or "none". test_branch: None, "shared" or
+        "unshared" (a second, is_training=False copy of the net built without common names).
+        count_steps=False leaves global_step out of minimize(), so it stays 0."""
+        self.api, self.decay = api, decay
+        with backend.quiet() as tf1:
+            self.graph = tf1.Graph()
+            with self.graph.as_default():
+                tf1.set_random_seed(0)
+                x = tf1.constant(X)
+                self.keras_layers = self._keras_layers() if api == "keras" else None
+                training = tf1.placeholder_with_default(True, []) if training_flag else True
+                out = self._net(tf1, x, training, wiring, shared=test_branch != "unshared")
+                if test_branch:
+                    self._net(tf1, x, False, wiring, shared=test_branch == "shared")
+                self.step = tf1.train.get_or_create_global_step()
+                dependencies = {"update_ops": tf1.get_collection(tf1.GraphKeys.UPDATE_OPS),
+                                "layer_updates": [u for _, bn in self.keras_layers or []
+                                                  for u in bn.updates]}.get(wiring, [])
+                loss = tf1.reduce_mean(tf1.square(out - TARGET))
+                with tf1.control_dependencies(dependencies):
+                    self.train_op = tf1.train.AdamOptimizer(0.01).minimize(
+                        loss, global_step=self.step if count_steps else None)
+                self.init = tf1.global_variables_initializer()
+                self.saver = tf1.train.Saver()
+
+    def _keras_layers(self):
+        tf = backend.tensorflow()
+        return [(tf.keras.layers.Conv2D(c, 3, padding="same"),
+                 tf.keras.layers.BatchNormalization(momentum=self.decay)) for c in CHANNELS]
+
+    def _net(self, tf1, x, training, wiring, shared):
+        for i, channels in enumerate(CHANNELS):
+            name = "block%d/" % i if shared else None
+            reuse = tf1.AUTO_REUSE if shared else None
+            if self.api == "keras":
+                conv, bn = self.keras_layers[i]
+                x = bn(conv(x), training=training)
+            else:
+                x = tf1.layers.conv2d(x, channels, 3, padding="same", reuse=reuse,
+                                      name=name and name + "conv")
+                x = self._batch_norm(tf1, x, training, wiring, name and name + "bn", reuse)
+            x = tf1.nn.relu(x)
+        return tf1.layers.dense(tf1.reduce_mean(x, axis=[1, 2]), 1, name="head",
+                                reuse=tf1.AUTO_REUSE)
+
+    def _batch_norm(self, tf1, x, training, wiring, name, reuse):
+        if self.api == "contrib":
+            collection = None if wiring == "in_place" else tf1.GraphKeys.UPDATE_OPS
+            return backend.batch_norm()(x, decay=self.decay, is_training=training,
+                                        updates_collections=collection, scope=name, reuse=reuse)
+        return tf1.layers.batch_normalization(x, momentum=self.decay, training=training,
+                                              name=name, reuse=reuse)
+
+    def session(self, steps=STEPS):
+        with backend.quiet() as tf1:
+            session = tf1.Session(graph=self.graph)
+            session.run(self.init)
+            for _ in range(steps):
+                session.run(self.train_op)
+        return session
+
+    def save(self, directory, steps=STEPS, after=None):
+        """Trains ``steps`` steps, runs ``after`` (e.g. planted assigns), saves; -> prefix."""
+        with self.session(steps) as session:
+            if after is not None:
+                session.run(after)
+            return self.saver.save(session, os.path.join(str(directory), "model.ckpt"),
+                                   global_step=self.step)
+
+
+def codes(diagnosis):
+    return {(f.layer, f.code) for f in diagnosis.findings}
+
+
+@pytest.fixture(scope="module")
+def contrib_ok(tmp_path_factory):
+    """Correct contrib model: decay 0.9, train op under UPDATE_OPS, a shared test branch."""
+    return Model("contrib", test_branch="shared").save(tmp_path_factory.mktemp("contrib_ok"))
+
+
+@pytest.fixture(scope="module")
+def contrib_never(tmp_path_factory):
+    """Planted bug: the train op does not depend on UPDATE_OPS."""
+    return Model("contrib", wiring="none").save(tmp_path_factory.mktemp("contrib_never"))
+
+
+# ------------------------------------------------------------------------- checkpoint findings
+
+def test_correct_contrib_model_is_clean(contrib_ok):
+    # 0.9**30 = 0.0424 <= 0.05: converged enough.
+    d = diagnose_checkpoint(contrib_ok, decay=0.9)
+    assert d.clean and d.findings == () and d.notes == ()
+    assert d.global_step == STEPS and d.source == "checkpoint" and d.path == contrib_ok
+    assert [(s.name, s.channels) for s in d.layers] == [("block0/bn", 4), ("block1/bn", 6)]
+
+
+def test_a_directory_means_its_latest_checkpoint(contrib_ok):
+    assert diagnose_checkpoint(os.path.dirname(contrib_ok), decay=0.9).path == contrib_ok
+    assert diagnose_checkpoint(contrib_ok + ".index", decay=0.9).path == contrib_ok
+
+
+def test_update_ops_never_run_is_never_updated(contrib_never):
+    d = diagnose_checkpoint(contrib_never, decay=0.9)
+    assert codes(d) == {("block0/bn", NEVER_UPDATED), ("block1/bn", NEVER_UPDATED)}
+    assert not d.clean and {f.severity for f in d.findings} == {"error"}
+    assert [(s.mean_range, s.variance_range) for s in d.layers] == [((0, 0), (1, 1))] * 2
+
+
+def test_decay_too_close_to_one_is_partly_converged(contrib_ok):
+    # Hand-computed: 0.99**30 = 0.7397; ln(0.05) / ln(0.99) = 298.07, so 299 steps are needed;
+    # 0.05**(1/30) = 0.904966, so decay 0.9049 (rounded down) converges within 30 steps.
+    d = diagnose_checkpoint(contrib_ok, decay=0.99)
+    assert codes(d) == {("block0/bn", PARTLY_CONVERGED), ("block1/bn", PARTLY_CONVERGED)}
+    finding = d.findings[0]
+    assert finding.severity == "warning"
+    assert finding.explanation.startswith("0.99**30 = 0.7397 of each moving statistic")
+    assert finding.fix == ("train to at least 299 steps at decay 0.99 (decay**steps <= 0.05), or "
+                           "use a decay of at most 0.9049 for 30 steps")
+    assert diagnose_checkpoint(contrib_ok, decay=0.99, threshold=0.75).clean
+    assert codes(diagnose_checkpoint(contrib_ok, decay=0.9, threshold=0.04)) == codes(d)
+
+
+def test_without_decay_convergence_is_not_checked(contrib_ok):
+    d = diagnose_checkpoint(contrib_ok)
+    assert d.clean
+    assert d.notes == ("decay unknown for 2 layer(s): give decay (--decay) to check "
+                       "PARTLY_CONVERGED",)
+
+
+def test_global_step_never_counted_skips_convergence(tmp_path):
+    d = diagnose_checkpoint(Model("contrib", count_steps=False).save(tmp_path), decay=0.999)
+    assert d.clean and d.global_step == 0
+    assert d.notes == ("global_step is 0 although moving statistics moved (the optimizer did not "
+                       "count steps): PARTLY_CONVERGED not checked",)
+
+
+@pytest.mark.parametrize("api, copies", [
+    ("layers", {"batch_normalization_2": "batch_normalization",
+                "batch_normalization_3": "batch_normalization_1"}),
+    ("contrib", {"BatchNorm_2": "BatchNorm", "BatchNorm_3": "BatchNorm_1"}),
+])
+def test_unshared_test_branch(tmp_path, api, copies):
+    prefix = Model(api, test_branch="unshared").save(tmp_path)
+    d = diagnose_checkpoint(prefix, decay=0.9)
+    assert codes(d) == {(copy, UNSHARED_BRANCHES) for copy in copies}
+    for finding in d.findings:
+        assert "while %s, with the same base name" % copies[finding.layer] in finding.explanation
+
+
+def test_shared_tf_layers_branches_are_clean(tmp_path):
+    assert diagnose_checkpoint(Model("layers", test_branch="shared").save(tmp_path),
+                               decay=0.9).clean
+
+
+def test_keras_updates_not_collected_leave_checkpoint_never_updated(tmp_path):
+    d = diagnose_checkpoint(Model("keras").save(tmp_path), decay=0.9)
+    assert codes(d) == {("batch_normalization", NEVER_UPDATED),
+                        ("batch_normalization_1", NEVER_UPDATED)}
+
+
+def test_keras_with_its_updates_run_is_clean(tmp_path):
+    assert diagnose_checkpoint(Model("keras", wiring="layer_updates").save(tmp_path),
+                               decay=0.9).clean
+
+
+def test_bad_variance(tmp_path):
+    model = Model("contrib", test_branch="shared")
+    nan, inf = float("nan"), float("inf")
+    with backend.quiet() as tf1, model.graph.as_default():
+        variables = {v.op.name: v for v in tf1.global_variables()}
+        plant = [variables["block0/bn/moving_variance"].assign([-0.5, 0.0, nan, inf]),
+                 variables["block0/bn/moving_mean"].assign([0.1, nan, -inf, 0.2]),
+                 variables["block1/bn/moving_variance"].assign([0.0, 0.0, 1.5, 2.0, 3.0, 4.0])]
+    d = diagnose_checkpoint(model.save(tmp_path, after=plant), decay=0.9)
+    assert codes(d) == {("block0/bn", BAD_VARIANCE), ("block1/bn", BAD_VARIANCE)}
+    broken, zero = d.findings
+    assert (broken.severity, zero.severity) == ("error", "warning")
+    assert broken.explanation.startswith("moving_variance has 1 negative, 1 zero, 1 NaN, 1 inf; "
+                                         "moving_mean has 1 NaN, 1 inf of 4 channels")
+    assert zero.explanation.startswith("moving_variance has 2 zero of 6 channels")
+    layer = d.to_dict()["layers"][0]
+    assert layer["variance_range"] == [-0.5, "inf"]  # NaN ignored; inf kept, JSON-safe
+    assert layer["mean_range"] == ["-inf", pytest.approx(0.2)]
+    json.dumps(d.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize("decay, steps", [(0.8, 7), (0.999, 1)])
+def test_ranges_follow_the_update_rule(tmp_path, decay, steps):
+    # BN straight on a fixed batch: after k steps from (0, 1), moving_mean = (1 - d**k) * mu and
+    # moving_variance = d**k + (1 - d**k) * var, var Bessel-corrected on the fused path.
+    # One step at decay 0.999 moves them by only ~1e-3: still not NEVER_UPDATED.
+    with backend.quiet() as tf1:
+        graph = tf1.Graph()
+        with graph.as_default():
+            y = backend.batch_norm()(tf1.constant(X), decay=decay, is_training=True)
+            step = tf1.train.get_or_create_global_step()
+            with tf1.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
+                train_op = tf1.train.AdamOptimizer(0.01).minimize(
+                    tf1.reduce_mean(tf1.square(y - 1.0)), global_step=step)
+            init, saver = tf1.global_variables_initializer(), tf1.train.Saver()
+        with tf1.Session(graph=graph) as session:
+            session.run(init)
+            for _ in range(steps):
+                session.run(train_op)
+            prefix = saver.save(session, str(tmp_path / "bn"), global_step=step)
+    flat = X.astype(np.float64).reshape(-1, 3)
+    # With UPDATE_OPS, contrib computes 1 - decay in float32 from a float32 decay (measured:
+    # 1 - 0.999f = 0.00099998713, 1.3e-5 below 0.001), so the rule runs on that factor.
+    weight = (1.0 - float(np.float32(1.0) - np.float32(decay))) ** steps
+    mean = (1 - weight) * flat.mean(axis=0)
+    variance = weight + (1 - weight) * flat.var(axis=0, ddof=1)
+    d = diagnose_checkpoint(prefix, decay=decay)
+    assert codes(d) == {("BatchNorm", PARTLY_CONVERGED)}  # 0.8**7 = 0.21, 0.999**1 > 0.05
+    (layer,) = d.layers
+    assert layer.name == "BatchNorm" and layer.channels == 3
+    np.testing.assert_allclose(layer.mean_range, (mean.min(), mean.max()), rtol=1e-5)
+    np.testing.assert_allclose(layer.variance_range, (variance.min(), variance.max()), rtol=1e-5)
+
+
+def test_keras_save_weights_checkpoint(tmp_path):
+    # Object-based keys (".../.ATTRIBUTES/VARIABLE_VALUE"), no global_step.
+    tf = backend.tensorflow()
+    with backend.quiet() as tf1:
+        graph = tf1.Graph()
+        with graph.as_default(), tf1.Session(graph=graph).as_default():
+            model = tf.keras.Sequential([tf.keras.layers.Conv2D(4, 3),
+                                         tf.keras.layers.BatchNormalization()])
+            model(tf1.constant(X))
+            tf.keras.backend.get_session().run(tf1.global_variables_initializer())
+            model.save_weights(str(tmp_path / "weights"))
+    d = diagnose_checkpoint(str(tmp_path / "weights"), decay=0.99)
+    assert codes(d) == {("layer-1", NEVER_UPDATED)}  # the key Keras gave the BN layer
+    assert d.global_step is None
+
+
+# ------------------------------------------------------------------------------------- bad input
+
+def write_garbage(path):
+    size = os.path.getsize(path)
+    with open(path, "wb") as handle:
+        handle.write(np.random.RandomState(2).bytes(size))
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(ProbeConfigError, match=r"^checkpoint path must be a string or "
+                                               r"os.PathLike, got 5$"):
+        diagnose_checkpoint(5)
+    missing = str(tmp_path / "nope.ckpt-5")
+    with pytest.raises(ProbeConfigError) as error:
+        diagnose_checkpoint(missing)
+    assert str(error.value) == (
+        "checkpoint %s not found: give a checkpoint prefix (such as model.ckpt-1000, which has a "
+        ".index file) or a directory holding a 'checkpoint' file" % missing)
+
+
+def test_directory_without_checkpoint(tmp_path):
+    with pytest.raises(ProbeConfigError) as error:
+        diagnose_checkpoint(str(tmp_path))
+    assert str(error.value) == (
+        "no checkpoint in directory %s: it has no readable 'checkpoint' file naming an existing "
+        "checkpoint; give a checkpoint prefix or a directory written by tf.train.Saver"
+        % tmp_path)
+
+
+def copy_checkpoint(prefix, directory):
+    copy = str(directory / os.path.basename(prefix))
+    for suffix in (".index", ".data-00000-of-00001"):
+        with open(prefix + suffix, "rb") as source, open(copy + suffix, "wb") as target:
+            target.write(source.read())
+    return copy
+
+
+def test_corrupt_index(tmp_path, contrib_never):
+    prefix = copy_checkpoint(contrib_never, tmp_path)
+    write_garbage(prefix + ".index")
+    with pytest.raises(ProbeConfigError) as error:
+        diagnose_checkpoint(prefix)
+    assert str(error.value) == (
+        "%s is not a readable TensorFlow checkpoint (not an sstable (bad magic number)); give "
+        "the prefix of a checkpoint written by tf.train.Saver" % prefix)
+
+
+def test_corrupt_data(tmp_path, contrib_never):
+    prefix = copy_checkpoint(contrib_never, tmp_path)
+    write_garbage(prefix + ".data-00000-of-00001")
+    with pytest.raises(ProbeConfigError,
+                       match=r"^%s is not a readable TensorFlow checkpoint \(Checksum does not "
+                             r"match: .*\); give the prefix of a checkpoint written by "
+                             r"tf.train.Saver$" % prefix):
+        diagnose_checkpoint(prefix)
+
+
+def test_a_file_that_is_no_checkpoint(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a checkpoint\n")
+    with pytest.raises(ProbeConfigError, match=r"^%s is not a readable TensorFlow checkpoint "
+                                               r"\(.*file is too short to be an sstable" % path):
+        diagnose_checkpoint(str(path))
+
+
+def test_checkpoint_without_batch_norm(tmp_path):
+    with backend.quiet() as tf1:
+        graph = tf1.Graph()
+        with graph.as_default():
+            tf1.Variable(np.ones(3, np.float32), name="dense/kernel")
+            init, saver = tf1.global_variables_initializer(), tf1.train.Saver()
+        with tf1.Session(graph=graph) as session:
+            session.run(init)
+            prefix = saver.save(session, str(tmp_path / "plain"))
+    with pytest.raises(ProbeConfigError) as error:
+        diagnose_checkpoint(prefix)
+    assert str(error.value) == ("checkpoint %s has no batch-norm layer: no pair of variables "
+                                "named .../moving_mean and .../moving_variance" % prefix)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"decay": 1.5}, "decay must be a number in [0, 1], got 1.5"),
+    ({"threshold": 0}, "threshold must be a number in (0, 1] (the largest weight decay**steps "
+                       "left on the initial values), got 0"),
+    ({"threshold": "0.1"}, "threshold must be a number in (0, 1] (the largest weight "
+                           "decay**steps left on the initial values), got '0.1'"),
+])
+def test_bad_options(contrib_ok, kwargs, message):
+    with pytest.raises(ProbeConfigError) as error:
+        diagnose_checkpoint(contrib_ok, **kwargs)
+    assert str(error.value) == message
+
+
+# ------------------------------------------------------------------------------------ graph mode
+
+@pytest.mark.parametrize("api", ["contrib", "layers"])
+def test_train_op_without_update_ops(api):
+    model = Model(api, wiring="none")
+    d = diagnose_graph(model.graph, model.train_op)
+    assert codes(d) == {("block0/bn", MISSING_UPDATE_DEPENDENCY),
+                        ("block1/bn", MISSING_UPDATE_DEPENDENCY)}
+    assert d.findings[0].explanation.startswith(
+        "update ops block0/bn/AssignMovingAvg, block0/bn/AssignMovingAvg_1 are neither in place")
+    assert {s.kind for s in d.layers} == {"contrib" if api == "contrib" else "tf.layers"}
+
+
+def test_train_op_under_update_ops_is_clean():
+    model = Model("contrib")
+    assert diagnose_graph(model.graph, model.train_op).clean
+    assert diagnose_graph(model.graph, [model.train_op, model.step]).clean  # as session.run
+
+
+def test_updates_in_place_need_no_dependency():
+    model = Model("contrib", wiring="in_place")
+    assert diagnose_graph(model.graph, model.train_op).clean
+    assert diagnose_graph(model.graph).clean  # not in UPDATE_OPS, but in place
+
+
+def test_without_train_op_update_ops_collection_is_trusted():
+    d = diagnose_graph(Model("contrib", wiring="none").graph)
+    assert d.clean
+    assert d.notes[0] == ("no train_op given: update ops in UPDATE_OPS are assumed to run at "
+                          "every train step")
+
+
+def test_keras_updates_not_collected():
+    model = Model("keras")  # train op under UPDATE_OPS, which keras leaves empty
+    with backend.quiet() as tf1, model.graph.as_default():
+        assert tf1.get_collection(tf1.GraphKeys.UPDATE_OPS) == []  # measured, not assumed
+    expected = {("batch_normalization", KERAS_UPDATES_NOT_COLLECTED),
+                ("batch_normalization_1", KERAS_UPDATES_NOT_COLLECTED)}
+    assert codes(diagnose_graph(model.graph, model.train_op)) == expected
+    assert codes(diagnose_graph(model.graph)) == expected
+    assert {s.kind for s in diagnose_graph(model.graph).layers} == {"tf.keras"}
+
+
+def test_keras_updates_run_by_the_train_op_are_clean():
+    model = Model("keras", wiring="layer_updates")
+    assert diagnose_graph(model.graph, model.train_op).clean
+
+
+def test_keras_updates_collected_but_not_run():
+    model = Model("keras", wiring="none")
+    with backend.quiet() as tf1, model.graph.as_default():
+        for _, bn in model.keras_layers:
+            for update in bn.updates:
+                tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, update)
+    assert diagnose_graph(model.graph).clean  # collected: assumed to run
+    assert codes(diagnose_graph(model.graph, model.train_op)) == {
+        ("batch_normalization", MISSING_UPDATE_DEPENDENCY),
+        ("batch_normalization_1", MISSING_UPDATE_DEPENDENCY)}
+
+
+def test_session_adds_value_findings_with_the_graphs_decay():
+    # momentum 0.9 read from the graph; 0.9**5 = 0.5905 > 0.05.
+    model = Model("keras", wiring="layer_updates")
+    model.graph.finalize()  # the doctor must not add ops to the user's graph
+    with model.session(steps=5) as session:
+        d = diagnose_graph(model.graph, model.train_op, session=session)
+    assert d.global_step == 5 and [s.decay for s in d.layers] == [pytest.approx(0.9)] * 2
+    assert codes(d) == {("batch_normalization", PARTLY_CONVERGED),
+                        ("batch_normalization_1", PARTLY_CONVERGED)}
+    assert d.findings[0].explanation.startswith("0.9**5 = 0.5905 ")
+
+
+def test_session_on_the_planted_keras_bug_shows_both_causes():
+    model = Model("keras")
+    with model.session(steps=3) as session:
+        d = diagnose_graph(model.graph, model.train_op, session=session)
+    assert codes(d) == {(layer, code) for layer in ("batch_normalization",
+                                                    "batch_normalization_1")
+                        for code in (KERAS_UPDATES_NOT_COLLECTED, NEVER_UPDATED)}
+
+
+@pytest.mark.parametrize("api", ["contrib", "layers"])
+def test_decay_behind_a_training_flag_is_read(api):
+    model = Model(api, decay=0.97, training_flag=True)
+    assert [s.decay for s in diagnose_graph(model.graph, model.train_op).layers] == \
+        [pytest.approx(0.97)] * 2
+
+
+def test_bad_graph_arguments():
+    model, other = Model("contrib"), Model("layers")
+    with backend.quiet() as tf1:
+        cases = [((object(),), r"^graph must be a tf.Graph, got <object object"),
+                 ((model.graph, other.train_op), r"^train_op Adam belongs to another graph"),
+                 ((model.graph, "train"), r"^train_op must be a tf.Operation, tf.Tensor, "
+                                          r"tf.Variable or a list of them, got 'train'$"),
+                 ((model.graph, None, tf1.Session(graph=other.graph)),
+                  r"^session must be a tf.compat.v1.Session on graph")]
+        for args, pattern in cases:
+            with pytest.raises(ProbeConfigError, match=pattern):
+                diagnose_graph(*args)
+        with tf1.Session(graph=model.graph) as session:  # variables never initialized
+            with pytest.raises(ProbeConfigError, match=r"^session could not read the moving "
+                                                       r"statistics \(.*\); initialize"):
+                diagnose_graph(model.graph, session=session)
+
+
+# ----------------------------------------------------------------------------------- rendering
+
+def test_render_lists_every_layer_and_finding(contrib_never):
+    text = doctor.render_diagnosis(diagnose_checkpoint(contrib_never, decay=0.9))
+    lines = text.splitlines()
+    assert lines[0] == "checkpoint %s | global_step 30 | decay 0.9 (given) | threshold 0.05" \
+        % contrib_never
+    assert lines[1] == "2 finding(s) in 2 batch-norm layer(s)"
+    assert lines[3].split() == ["layer", "ch", "moving_mean", "moving_variance", "finding"]
+    assert lines[4].split() == ["block0/bn", "4", "[0,", "0]", "[1,", "1]", NEVER_UPDATED]
+    assert lines[5].split()[:2] == ["block1/bn", "6"]
+    assert "block0/bn NEVER_UPDATED (error): moving_mean is all 0" in text
+    assert text.count("  fix: ") == 2
+
+
+# ----------------------------------------------------------------------------- command line
+
+def doctor_cli(*args):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from bn_decay_probe.doctor_cli import main; "
+         "sys.exit(main(sys.argv[1:], 'bn-decay-probe doctor'))", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env,
+        cwd=ROOT)
+
+
+def test_cli_clean_checkpoint_exits_0_quietly(contrib_ok):
+    out = doctor_cli(os.path.dirname(contrib_ok), "--decay", "0.9")
+    assert (out.returncode, out.stderr) == (0, "")
+    assert out.stdout.splitlines()[:2] == [
+        "checkpoint %s | global_step 30 | decay 0.9 (given) | threshold 0.05" % contrib_ok,
+        "clean: no finding in 2 batch-norm layer(s)"]
+
+
+def test_cli_findings_exit_1_with_json(contrib_never, tmp_path):
+    out = doctor_cli(contrib_never, "--json", "-")
+    assert (out.returncode, out.stderr) == (1, "")
+    document = json.loads(out.stdout)  # stdout is only JSON
+    assert document["clean"] is False and document["global_step"] == STEPS
+    assert [(f["layer"], f["code"]) for f in document["findings"]] == [
+        ("block0/bn", NEVER_UPDATED), ("block1/bn", NEVER_UPDATED)]
+    assert document["layers"][0]["mean_range"] == [0, 0]
+    report = tmp_path / "report.json"
+    out = doctor_cli(contrib_never, "--decay", "0.99", "--threshold", "0.5", "--json",
+                     str(report))
+    assert out.returncode == 1 and out.stdout.startswith("checkpoint ")
+    assert json.loads(report.read_text())["threshold"] == 0.5
+
+
+def test_cli_corrupt_checkpoint_exits_2(tmp_path):
+    (tmp_path / "model.ckpt-1.index").write_bytes(b"\x00garbage" * 8)
+    (tmp_path / "model.ckpt-1.data-00000-of-00001").write_bytes(b"\x00garbage" * 8)
+    out = doctor_cli(str(tmp_path / "model.ckpt-1"))
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr == ("bn-decay-probe doctor: error: %s is not a readable TensorFlow "
+                          "checkpoint (not an sstable (bad magic number)); give the prefix of a "
+                          "checkpoint written by tf.train.Saver\n" % (tmp_path / "model.ckpt-1"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["/no/such/model.ckpt-9"], "checkpoint /no/such/model.ckpt-9 not found: give a checkpoint "
+     "prefix (such as model.ckpt-1000, which has a .index file) or a directory holding a "
+     "'checkpoint' file"),
+    (["x", "--decay", "1.5"], "decay must be a number in [0, 1], got 1.5"),
+    (["x", "--threshold", "2"], "threshold must be a number in (0, 1] (the largest weight "
+     "decay**steps left on the initial values), got 2.0"),
+    (["x", "--decay", "abc"], "argument --decay: invalid float value: 'abc' (see --help)"),
+    ([], "the following arguments are required: PATH (see --help)"),
+    (["x", "--json", "/"], "--json / is a directory; give a file path or -"),
+])
+def test_cli_bad_input_exits_2_with_one_line(args, message):
+    out = doctor_cli(*args)
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr == "bn-decay-probe doctor: error: %s\n" % message
+
+
+def test_importing_the_doctor_does_not_import_tensorflow():
+    out = subprocess.run([sys.executable, "-c", "import sys, bn_decay_probe.doctor, "
+                          "bn_decay_probe.doctor_cli; print('tensorflow' in sys.modules)"],
+                         stdout=subprocess.PIPE, universal_newlines=True,
+                         env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT)
+    assert out.stdout.strip() == "False"
+
