@@ -6,7 +6,6 @@ one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -16,17 +15,10 @@ import numpy as np
 from . import __version__
 from .config import (APIS, DATA_FORMATS, DEFAULT_EPSILON, DEFAULT_SHAPE, DEVICES, UPDATES,
                      ProbeConfig, check_decay, check_device, check_shape, seeded_inputs)
+from .cli_support import Parser, check_writable, fail
 from .errors import DeviceFallbackWarning, ProbeConfigError
 from .matrix import MATRIX_DECAYS, MATRIX_SHAPE, MATRIX_TOL
-
-EXIT_BAD_INPUT = 2
 DEFAULT_DECAYS = (0.0, 1.0)  # the seed experiment's two values
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        # One line instead of argparse's usage block; --help has the usage.
-        self.exit(EXIT_BAD_INPUT, "%s: error: %s (see --help)\n" % (self.prog, message))
 
 
 def _shape(text: str) -> Tuple[int, ...]:
@@ -38,9 +30,11 @@ def _shape(text: str) -> Tuple[int, ...]:
 
 
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description=(
-        "Run tf.contrib.layers.batch_norm in train then test mode for each decay and show how "
-        "moving_mean and moving_variance change."))
+    parser = Parser(prog=prog, description=(
+        "Run a batch-norm layer in train then test mode for each decay and show how "
+        "moving_mean and moving_variance change."), epilog=(
+        "Subcommand: 'doctor PATH' diagnoses the batch norm in your own checkpoint "
+        "(see 'doctor --help')."))
     parser.add_argument("--decay", type=float, action="append", metavar="D",
                         help="moving-average decay in [0, 1]; repeat for several "
                              "(default: 0 and 1, the seed experiment's two values; with "
@@ -116,24 +110,6 @@ def _load_batches(value: Any, shape: Optional[Tuple[int, ...]], seed: int) -> An
                                   str(exc).splitlines()[0])) from None
 
 
-def _check_writable(path: str) -> None:
-    """Fails now, before minutes of work, if the JSON cannot be written later."""
-    if os.path.isdir(path):
-        raise ProbeConfigError("--json %s is a directory; give a file path or -" % path)
-    existed = os.path.exists(path)
-    try:
-        open(path, "a").close()
-    except OSError as exc:
-        raise ProbeConfigError("--json %s cannot be written: %s" % (path, exc.strerror)) from None
-    if not existed:
-        os.remove(path)
-
-
-def _fail(prog: str, message: str) -> int:
-    print("%s: error: %s" % (prog, message), file=sys.stderr)
-    return EXIT_BAD_INPUT
-
-
 # Options that choose one probe; --matrix measures its own grid of them (--decay there picks
 # the decays of its steps-to-converge columns).
 _PROBE_ONLY = ("fused", "steps", "api", "updates", "data_format", "zero_debias",
@@ -141,7 +117,12 @@ _PROBE_ONLY = ("fused", "steps", "api", "updates", "data_format", "zero_debias",
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(prog)
+    if argv[:1] == ["doctor"]:
+        from .doctor_cli import main as doctor
+
+        return doctor(argv[1:], "%s doctor" % parser.prog)
     args = parser.parse_args(argv)
     try:
         if args.tol is not None and not (args.tol > 0 and np.isfinite(args.tol)):
@@ -167,9 +148,9 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
                 zero_debias=args.zero_debias, share_variables=not args.unshared,
                 batches=batches) for decay in (args.decay or DEFAULT_DECAYS)]
         if args.json not in (None, "-"):
-            _check_writable(args.json)
+            check_writable(args.json)
     except ProbeConfigError as exc:
-        return _fail(parser.prog, str(exc))
+        return fail(parser.prog, str(exc))
 
     from . import backend  # still no TensorFlow: that comes with the first probe
 
@@ -187,7 +168,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
             else:
                 document, text = _probes(configs, tol)
     except (ProbeConfigError, backend.BackendUnavailableError) as exc:
-        return _fail(parser.prog, str(exc))
+        return fail(parser.prog, str(exc))
 
     if args.json == "-":
         print(report.to_json(document))

@@ -30,6 +30,7 @@ import numpy as np
 
 from .config import check_decay
 from .errors import ProbeConfigError
+from .jsonable import json_number
 
 NEVER_UPDATED = "NEVER_UPDATED"
 PARTLY_CONVERGED = "PARTLY_CONVERGED"
@@ -575,13 +576,8 @@ def _range(values: Optional[np.ndarray]) -> Optional[Tuple[float, float]]:
     return float(np.nanmin(values)), float(np.nanmax(values))
 
 
-def _json_number(value: float) -> Any:
-    """JSON has no NaN or inf: those become the strings "nan", "inf", "-inf"."""
-    return value if math.isfinite(value) else str(value)
-
-
 def _json_range(bounds: Optional[Tuple[float, float]]) -> Optional[List[Any]]:
-    return None if bounds is None else [_json_number(b) for b in bounds]
+    return None if bounds is None else [json_number(b) for b in bounds]
 
 
 def _diagnosis(source: str, path: Optional[str], step: Optional[int], decay: Optional[float],

@@ -6,26 +6,18 @@ before TensorFlow is imported.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
 from typing import Optional, Sequence
 
 from . import doctor
+from .cli_support import Parser, check_writable, fail
 from .config import check_decay
 from .errors import ProbeConfigError
 
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        # One line instead of argparse's usage block; --help has the usage.
-        self.exit(EXIT_BAD_INPUT, "%s: error: %s (see --help)\n" % (self.prog, message))
+EXIT_CLEAN, EXIT_FINDINGS = 0, 1
 
 
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description=(
+    parser = Parser(prog=prog, description=(
         "Diagnose batch norm's moving statistics in a TF1 checkpoint: never updated, unshared "
         "train/test copies, bad variance, not converged. Exit 0 when clean, 1 with findings, "
         "2 on bad input."))
@@ -45,24 +37,6 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _check_writable(path: str) -> None:
-    """Fails before TensorFlow loads if the JSON cannot be written later."""
-    if os.path.isdir(path):
-        raise ProbeConfigError("--json %s is a directory; give a file path or -" % path)
-    existed = os.path.exists(path)
-    try:
-        open(path, "a").close()
-    except OSError as exc:
-        raise ProbeConfigError("--json %s cannot be written: %s" % (path, exc.strerror)) from None
-    if not existed:
-        os.remove(path)
-
-
-def _fail(prog: str, message: str) -> int:
-    print("%s: error: %s" % (prog, message), file=sys.stderr)
-    return EXIT_BAD_INPUT
-
-
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -70,9 +44,9 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
         decay = None if args.decay is None else check_decay(args.decay)
         threshold = doctor.check_threshold(args.threshold)
         if args.json not in (None, "-"):
-            _check_writable(args.json)
+            check_writable(args.json)
     except ProbeConfigError as exc:
-        return _fail(parser.prog, str(exc))
+        return fail(parser.prog, str(exc))
 
     from . import backend  # does not import TensorFlow yet
 
@@ -80,10 +54,11 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     try:
         diagnosis = doctor.diagnose_checkpoint(args.path, decay=decay, threshold=threshold)
     except (ProbeConfigError, backend.BackendUnavailableError) as exc:
-        return _fail(parser.prog, str(exc))
+        return fail(parser.prog, str(exc))
 
-    # allow_nan=False: to_dict turns non-finite numbers into strings; anything else is a bug.
-    document = json.dumps(diagnosis.to_dict(), indent=2, allow_nan=False)
+    from .report import to_json
+
+    document = to_json(diagnosis.to_dict())
     if args.json == "-":
         print(document)
     else:

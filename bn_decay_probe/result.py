@@ -9,6 +9,7 @@ import numpy as np
 from . import theory
 from .config import ProbeConfig
 from .frozen import FrozenDict, frozen_array
+from .jsonable import from_json_values, to_json_values
 
 PHASES = ("train", "test")
 SNAPSHOTS = ("before_train", "after_train", "before_test", "after_test")
@@ -17,25 +18,6 @@ SNAPSHOTS = ("before_train", "after_train", "before_test", "after_test")
 def short_name(name: str) -> str:
     """'probe/BatchNorm/moving_mean:0' -> 'moving_mean'."""
     return name.split(":")[0].split("/")[-1]
-
-
-def to_json_values(array: np.ndarray) -> Any:
-    """Nested lists of exact floats; NaN and +-inf become the strings "NaN", "Infinity",
-    "-Infinity" (strict JSON has no such numbers, and the probe must be able to show them)."""
-    array = np.asarray(array)
-    if np.all(np.isfinite(array)):
-        return array.tolist()
-    words = {np.inf: "Infinity", -np.inf: "-Infinity"}
-    objects = array.astype(object)
-    for index in zip(*np.nonzero(~np.isfinite(array))):
-        value = float(array[index])
-        objects[index] = "NaN" if np.isnan(value) else words[value]
-    return objects.tolist()
-
-
-def from_json_values(values: Any, dtype: Any = np.float32) -> np.ndarray:
-    """Inverse of :func:`to_json_values` (numpy parses "NaN" and "Infinity")."""
-    return frozen_array(np.array(values, dtype=object).astype(np.float64).astype(dtype))
 
 
 @dataclass(frozen=True)

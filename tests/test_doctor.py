@@ -210,8 +210,8 @@ def test_bad_variance(tmp_path):
                                          "moving_mean has 1 NaN, 1 inf of 4 channels")
     assert zero.explanation.startswith("moving_variance has 2 zero of 6 channels")
     layer = d.to_dict()["layers"][0]
-    assert layer["variance_range"] == [-0.5, "inf"]  # NaN ignored; inf kept, JSON-safe
-    assert layer["mean_range"] == ["-inf", pytest.approx(0.2)]
+    assert layer["variance_range"] == [-0.5, "Infinity"]  # NaN ignored; inf kept, JSON-safe
+    assert layer["mean_range"] == ["-Infinity", pytest.approx(0.2)]
     json.dumps(d.to_dict(), allow_nan=False)
 
 
@@ -481,12 +481,10 @@ def test_render_lists_every_layer_and_finding(contrib_never):
 # ----------------------------------------------------------------------------- command line
 
 def doctor_cli(*args):
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run(
-        [sys.executable, "-c", "import sys; from bn_decay_probe.doctor_cli import main; "
-         "sys.exit(main(sys.argv[1:], 'bn-decay-probe doctor'))", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env,
-        cwd=ROOT)
+    """`bn-decay-probe doctor ...`, the installed console script, as users run it."""
+    script = os.path.join(os.path.dirname(sys.executable), "bn-decay-probe")
+    return subprocess.run([script, "doctor", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT)
 
 
 def test_cli_clean_checkpoint_exits_0_quietly(contrib_ok):
