@@ -45,7 +45,9 @@ def probe(decay: float = DEFAULT_DECAY, inputs: Any = None,
 
     Returns:
       A ProbeResult: ``before[phase]`` / ``after[phase]`` map variable names to arrays [C],
-      ``outputs[phase]`` has the input's shape, ``trajectory`` follows every train step.
+      ``outputs[phase]`` has the input's shape, ``trajectory`` follows every train step,
+      ``notes`` says what the numbers alone could hide (one value per channel, a variance below
+      epsilon, float32 overflow, what the float32 cast of the inputs changed).
 
     Raises:
       ProbeConfigError: for any invalid argument, with a one-line message.

@@ -14,7 +14,8 @@ import numpy as np
 
 from . import __version__
 from .config import (APIS, DATA_FORMATS, DEFAULT_EPSILON, DEFAULT_SHAPE, DEVICES, UPDATES,
-                     ProbeConfig, check_decay, check_device, check_shape, seeded_inputs)
+                     ProbeConfig, check_decay, check_device, check_seed, check_shape,
+                     check_tol, seeded_inputs)
 from .cli_support import Parser, check_writable, fail
 from .errors import DeviceFallbackWarning, ProbeConfigError
 from .matrix import MATRIX_DECAYS, MATRIX_SHAPE, MATRIX_TOL
@@ -99,18 +100,26 @@ def _batches(text: str) -> Any:
 
 
 def _load_batches(value: Any, shape: Optional[Tuple[int, ...]], seed: int) -> Any:
-    """--batches K draws K batches (from seed + 1, so they differ from the test input);
+    """--batches K draws K batches (from the next seed, so they differ from the test input);
     --batches FILE.npy loads them."""
     if isinstance(value, int):
         if value < 1:
             raise ProbeConfigError("--batches must be a count >= 1 or a FILE.npy, got %d" % value)
-        return seeded_inputs((value,) + check_shape(shape or DEFAULT_SHAPE), seed + 1)
+        return seeded_inputs((value,) + check_shape(shape or DEFAULT_SHAPE),
+                             (check_seed(seed) + 1) % 2 ** 32)
     try:
-        return np.load(value, allow_pickle=False)
+        with open(value, "rb") as handle:
+            # np.load takes anything else for a pickle and says so, which misleads here.
+            npy = handle.read(6) == b"\x93NUMPY"
+            handle.seek(0)
+            loaded = np.load(handle, allow_pickle=False) if npy else None
     except (OSError, ValueError) as exc:
         raise ProbeConfigError("--batches %s cannot be read: %s"
                                % (value, getattr(exc, "strerror", None) or
                                   str(exc).splitlines()[0])) from None
+    if loaded is None:
+        raise ProbeConfigError("--batches %s is not a .npy file (numpy.save writes one)" % value)
+    return loaded
 
 
 # Options that choose one probe; --matrix measures its own grid of them (--decay there picks
@@ -128,8 +137,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
         return doctor(argv[1:], "%s doctor" % parser.prog)
     args = parser.parse_args(argv)
     try:
-        if args.tol is not None and not (args.tol > 0 and np.isfinite(args.tol)):
-            raise ProbeConfigError("--tol must be a finite number > 0, got %r" % args.tol)
+        if args.tol is not None:
+            check_tol(args.tol, "--tol")
         if args.matrix:
             flags = {"fused": "--fused/--no-fused", "trainable": "--no-trainable"}
             given = [flags.get(name, "--" + name.replace("_", "-"))
@@ -138,6 +147,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
                 raise ProbeConfigError("--matrix measures its own grid of api, fused and "
                                        "updates; it cannot be combined with %s" % ", ".join(given))
             check_device(args.device)
+            check_seed(args.seed)
             shape = check_shape(args.shape or MATRIX_SHAPE)
             decays = tuple(check_decay(d) for d in (args.decay or MATRIX_DECAYS))
             configs: List[ProbeConfig] = []
@@ -178,10 +188,13 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     if args.json == "-":
         print(report.to_json(document))
         return 0
-    print(text)
     if args.json:
-        with open(args.json, "w") as handle:
-            handle.write(report.to_json(document) + "\n")
+        try:
+            with open(args.json, "w") as handle:
+                handle.write(report.to_json(document) + "\n")
+        except OSError as exc:  # e.g. a full disk: opening it worked before the run
+            return fail(parser.prog, "--json %s cannot be written: %s" % (args.json, exc.strerror))
+    print(text)
     return 0
 
 

@@ -19,6 +19,8 @@ class Parser(argparse.ArgumentParser):
 def check_writable(path: str) -> None:
     """Fails now, before TensorFlow loads and work starts, if ``--json PATH`` cannot be
     written later."""
+    if not path:
+        raise ProbeConfigError("--json needs a file path or -, got ''")
     if os.path.isdir(path):
         raise ProbeConfigError("--json %s is a directory; give a file path or -" % path)
     existed = os.path.exists(path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -21,6 +21,9 @@ DEFAULT_EPSILON = 1e-3
 # distribution and makes every probe reproducible.
 INPUT_LOW, INPUT_HIGH = 0.0, 255.0
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+# A drawn input is made in float64 and then held as float32: 2**26 values take 768 MiB on the
+# way, well within a workstation, where a typo such as 1000,1000,1000,3 would ask for 24 GB.
+MAX_DRAWN_VALUES = 2 ** 26
 
 
 def _is_real(value: Any) -> bool:
@@ -53,6 +56,13 @@ def check_seed(seed: Any) -> int:
     if not _is_int(seed) or not 0 <= seed < 2 ** 32:
         raise ProbeConfigError("seed must be an integer in [0, 2**32 - 1], got %r" % (seed,))
     return int(seed)
+
+
+def check_tol(tol: Any, name: str = "tol") -> float:
+    """A tolerance in output units (the train output has unit variance)."""
+    if not _is_real(tol) or not math.isfinite(float(tol)) or float(tol) <= 0.0:
+        raise ProbeConfigError("%s must be a finite number > 0, got %r" % (name, tol))
+    return float(tol)
 
 
 def check_fused(fused: Any) -> Optional[bool]:
@@ -91,11 +101,22 @@ def check_shape(shape: Any) -> Tuple[int, int, int, int]:
 
 def check_inputs(inputs: Any, name: str = "inputs") -> np.ndarray:
     """Returns the inputs as the float32 array the graph holds (read-only)."""
+    return _held(_float_array(inputs, name))
+
+
+def _float_array(inputs: Any, name: str) -> np.ndarray:
+    """The caller's array, checked, in its own dtype."""
+    if isinstance(inputs, np.ma.MaskedArray):  # np.asarray would drop the mask silently
+        raise ProbeConfigError("%s must be a plain float array, got a masked array: fill the "
+                               "masked values first (x.filled(...))" % name)
     try:
         array = np.asarray(inputs)
-    except Exception as exc:  # ragged lists and the like: numpy's own message says why
+    except Exception as exc:  # numpy's own message says why
         raise ProbeConfigError("%s must be a float array [N, H, W, C]: %s"
                                % (name, str(exc).splitlines()[0])) from None
+    if array.dtype == object or (array.ndim == 0 and array.dtype.kind not in "biufc"):
+        raise ProbeConfigError("%s must be a float array [N, H, W, C], got %s"
+                               % (name, _not_numbers(inputs, array)))
     if not np.issubdtype(array.dtype, np.floating):
         raise ProbeConfigError("%s must be a float array (float16, float32 or float64), "
                                "got dtype %s" % (name, array.dtype))
@@ -112,36 +133,98 @@ def check_inputs(inputs: Any, name: str = "inputs") -> np.ndarray:
     if largest > _FLOAT32_MAX:
         raise ProbeConfigError("%s must fit in float32 (|x| <= %.4g), got max |x| = %.4g"
                                % (name, _FLOAT32_MAX, largest))
+    return array
+
+
+def _not_numbers(inputs: Any, array: np.ndarray) -> str:
+    if array.ndim == 0:  # not array-like at all: a dict, a string, a tf.Tensor, ...
+        return "a value of type %s" % type(inputs).__name__
+    if any(isinstance(item, (list, tuple, np.ndarray)) for item in array.flat):
+        return "a ragged nested sequence (its rows differ in length)"
+    return "an array of Python objects (%s)" % ", ".join(
+        sorted({type(item).__name__ for item in array.flat}))
+
+
+def _held(array: np.ndarray) -> np.ndarray:
     # The probe's graph is float32, like the models it stands for; float16 and float64 values are
-    # cast once here so the result records exactly what TensorFlow saw.
+    # cast once here so the result records exactly what TensorFlow saw (cast_note says what
+    # the cast changed).
     held = np.array(array, dtype=np.float32)
     held.flags.writeable = False
     return held
 
 
+def cast_note(name: str, original: np.ndarray, held: np.ndarray) -> Optional[str]:
+    """One line on what holding ``original`` as float32 changed; None when nothing did (float32
+    and float16 values, and float64 values that float32 represents exactly)."""
+    wide = np.asarray(original, np.float64)
+    changed = wide != held
+    if not changed.any():
+        return None
+    nonzero = wide != 0
+    relative = np.abs(held[nonzero] - wide[nonzero]) / np.abs(wide[nonzero])
+    parts = ["%s: %s values held as float32 (the graph's dtype): %d of %d changed, by up to "
+             "%.2g relative" % (name, original.dtype, np.count_nonzero(changed), changed.size,
+                                relative.max())]
+    flushed = np.count_nonzero(nonzero & (held == 0))
+    if flushed:
+        parts.append("%d nonzero value(s) became 0" % flushed)
+    channels = wide.shape[-1]
+    before = wide.reshape(-1, channels).var(axis=0)
+    after = held.astype(np.float64).reshape(-1, channels).var(axis=0)
+    moved = np.nonzero(np.abs(after - before) > 1e-3 * before)[0]
+    if len(moved):
+        parts.append("the variance of channel(s) %s changes from %s to %s (numpy, float64)"
+                     % (", ".join(map(str, moved)), _numbers(before[moved]),
+                        _numbers(after[moved])))
+    return "; ".join(parts)
+
+
+def _numbers(values: np.ndarray) -> str:
+    return "[%s]" % ", ".join("%.4g" % v for v in values)
+
+
 def check_batches(batches: Any) -> np.ndarray:
     """Stacks the train batches into one read-only float32 array [B, N, H, W, C]."""
-    if isinstance(batches, np.ndarray) and batches.ndim == 5:
-        batches = list(batches)
-    if isinstance(batches, (str, bytes)) or not hasattr(batches, "__len__") or not len(batches):
+    return _held(_batch_arrays(batches))
+
+
+def _batch_arrays(batches: Any) -> np.ndarray:
+    """The batches, checked, stacked in their common dtype (float32 and float64 batches stack
+    as float64, which holds both exactly)."""
+    if isinstance(batches, np.ndarray) and batches.ndim != 5:
+        raise ProbeConfigError("batches must be a sequence of float arrays [N, H, W, C] or one "
+                               "array [B, N, H, W, C], got one array of shape %s; for one "
+                               "batch x, pass [x]" % (tuple(batches.shape),))
+    if (isinstance(batches, (str, bytes, Mapping)) or not hasattr(batches, "__len__")
+            or not len(batches)):
         raise ProbeConfigError("batches must be a non-empty sequence of float arrays "
                                "[N, H, W, C], got %s" % _describe(batches))
-    held = [check_inputs(b, "batches[%d]" % i) for i, b in enumerate(batches)]
-    for i, b in enumerate(held):
-        if b.shape != held[0].shape:
+    arrays = [_float_array(b, "batches[%d]" % i) for i, b in enumerate(batches)]  # 5-D: by B
+    for i, b in enumerate(arrays):
+        if b.shape != arrays[0].shape:
             raise ProbeConfigError("batches must all have one shape: batches[0] is %s, "
-                                   "batches[%d] is %s" % (held[0].shape, i, b.shape))
-    stacked = np.stack(held)
-    stacked.flags.writeable = False
-    return stacked
+                                   "batches[%d] is %s" % (arrays[0].shape, i, b.shape))
+    return np.stack(arrays)
 
 
 def _describe(value: Any) -> str:
-    return ("an empty %s" % type(value).__name__ if hasattr(value, "__len__") and not
-            isinstance(value, (str, bytes)) else repr(value))
+    if isinstance(value, (numbers.Number, str, bytes)):
+        return repr(value)
+    if isinstance(value, np.ndarray):
+        return "an array of shape %s" % (tuple(value.shape),)
+    if hasattr(value, "__len__") and not len(value):
+        return "an empty %s" % type(value).__name__
+    return "a value of type %s" % type(value).__name__
 
 
-def seeded_inputs(shape: Tuple[int, int, int, int], seed: int) -> np.ndarray:
+def seeded_inputs(shape: Tuple[int, ...], seed: int) -> np.ndarray:
+    """uniform(INPUT_LOW, INPUT_HIGH) values of ``shape`` (a leading B for batches)."""
+    values = float(np.prod(np.asarray(shape, np.float64)))  # float64: no integer overflow
+    if values > MAX_DRAWN_VALUES:
+        raise ProbeConfigError("shape %s would draw %.3g values; the probe draws at most %d "
+                               "(2**26): use a smaller shape" % (tuple(shape), values,
+                                                                 MAX_DRAWN_VALUES))
     held = np.random.RandomState(seed).uniform(INPUT_LOW, INPUT_HIGH, size=shape)
     held = held.astype(np.float32)
     held.flags.writeable = False
@@ -167,6 +250,8 @@ class ProbeConfig:
     trainable: bool = True
     input_source: str = "seed"  # "seed": uniform(0, 255) from `seed`; "given": the caller's array
     input_dtype: str = "float32"  # dtype of the caller's array before the float32 cast
+    # What the float32 cast changed in the inputs and batches (cast_note); the result notes it.
+    cast_notes: Tuple[str, ...] = field(default=(), repr=False, compare=False)
     inputs: np.ndarray = field(default=None, repr=False, compare=False)  # type: ignore
     batches: Optional[np.ndarray] = field(default=None, repr=False, compare=False)  # [B,N,H,W,C]
 
@@ -194,7 +279,12 @@ class ProbeConfig:
         if not options["trainable"] and options["api"] == "nn":
             raise ProbeConfigError("trainable is an argument of the contrib, layers and keras "
                                    "layers; api='nn' has no layer to pass it to")
-        stacked = None if batches is None else check_batches(batches)
+        notes: List[Optional[str]] = []
+        stacked = None
+        if batches is not None:
+            original = _batch_arrays(batches)
+            stacked = _held(original)
+            notes.append(cast_note("batches", original, stacked))
         if inputs is None:
             if shape is not None:
                 shape = check_shape(shape)
@@ -202,7 +292,9 @@ class ProbeConfig:
                 shape = DEFAULT_SHAPE if stacked is None else stacked.shape[1:]
             held, source, dtype = seeded_inputs(shape, options["seed"]), "seed", "float32"
         else:
-            held, source, dtype = check_inputs(inputs), "given", str(np.asarray(inputs).dtype)
+            original = _float_array(inputs, "inputs")
+            held, source, dtype = _held(original), "given", str(original.dtype)
+            notes.insert(0, cast_note("inputs", original, held))
             if shape is not None and check_shape(shape) != held.shape:
                 raise ProbeConfigError("shape %s conflicts with inputs of shape %s; pass one or "
                                        "the other" % (tuple(shape), held.shape))
@@ -210,8 +302,9 @@ class ProbeConfig:
             raise ProbeConfigError("batches have %d channel(s) but inputs have %d; the train "
                                    "and test inputs must share C"
                                    % (stacked.shape[-1], held.shape[-1]))
-        return cls(shape=held.shape, input_source=source, input_dtype=dtype, inputs=held,
-                   batches=stacked, **options)
+        return cls(shape=held.shape, input_source=source, input_dtype=dtype,
+                   cast_notes=tuple(n for n in notes if n), inputs=held, batches=stacked,
+                   **options)
 
     @property
     def channels(self) -> int:
@@ -235,14 +328,15 @@ class ProbeConfig:
                 "device": self.device, "api": self.api, "updates": self.updates,
                 "data_format": self.data_format, "zero_debias": self.zero_debias,
                 "share_variables": self.share_variables, "trainable": self.trainable,
-                "input_source": self.input_source,
-                "input_dtype": self.input_dtype}
+                "input_source": self.input_source, "input_dtype": self.input_dtype,
+                "cast_notes": list(self.cast_notes)}
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any], inputs: Any,
                   batches: Any = None) -> "ProbeConfig":
         options = dict(data)
         options["shape"] = tuple(options["shape"])
+        options["cast_notes"] = tuple(options.get("cast_notes", ()))  # absent from older JSON
         return cls(inputs=check_inputs(inputs),
                    batches=None if batches is None else check_batches(batches),
                    **options)

@@ -13,7 +13,8 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from . import theory
-from .config import APIS, UPDATES, ProbeConfig
+from .config import (APIS, UPDATES, ProbeConfig, check_decay, check_device, check_seed,
+                     check_shape, check_tol)
 from .errors import ProbeConfigError
 from .frozen import FrozenDict
 from .result import Convergence, ProbeResult
@@ -86,7 +87,8 @@ def variance_kind(fed: Optional[np.ndarray], x: np.ndarray) -> str:
     fed = np.asarray(fed, np.float64)
     biased = np.abs(fed - theory.batch_variance(x)).max()
     bessel = np.abs(fed - theory.batch_variance(x, unbiased=True)).max()
-    return "biased" if biased < bessel else "n/(n-1)"
+    # With n = 1, n/(n-1) is undefined (NaN) and only the biased value can match.
+    return "n/(n-1)" if bessel < biased else "biased"
 
 
 def combinations() -> Tuple[Tuple[str, bool, str, bool, bool], ...]:
@@ -133,6 +135,10 @@ def semantics_matrix(decays: Sequence[float] = MATRIX_DECAYS, tol: float = MATRI
                      progress: Optional[Callable[[str], None]] = None) -> SemanticsMatrix:
     from . import backend
 
+    # Checked here, before the first row runs (and before TensorFlow is imported).
+    decays = tuple(check_decay(d) for d in decays)
+    tol, shape, seed = check_tol(tol), check_shape(shape), check_seed(seed)
+    device = check_device(device)
     rows = []
     for combination in combinations():
         if progress:

@@ -1,4 +1,5 @@
-"""Renders ProbeResults: a text report in the seed's spirit, an HTML table, a JSON document.
+"""Renders ProbeResults: a text report in the seed's spirit, an HTML table, a JSON document,
+and the notes the runner stores in each result (measured_notes).
 
 Every number shown is either read from the result (a measurement) or computed by ``theory``
 from the result's inputs and labelled as the rule's prediction.
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -31,19 +32,11 @@ def _vector(values: np.ndarray) -> str:
     return "[" + ", ".join(_num(v) for v in np.ravel(values)) + "]"
 
 
-def _labels(result: ProbeResult) -> Dict[str, str]:
-    """Short names where they are unambiguous, full names where two branches' variables
-    share one (unshared branches)."""
-    shorts = [v.short_name for v in result.variables]
-    return {v.name: v.short_name if shorts.count(v.short_name) == 1 else v.name.split(":")[0]
-            for v in result.variables}
-
-
 def _rows(result: ProbeResult) -> List[List[str]]:
     predicted = {name: values[-1] for name, values in result.predicted_trajectory().items()}
     train_variables = result.branch_variables["train"]
     rows = []
-    for full, label in _labels(result).items():
+    for full, label in result.labels.items():
         rule = predicted.get(short_name(full)) if full in train_variables else None
         for channel in range(np.size(result.snapshots["before_train"][full])):
             row = [label, str(channel)]
@@ -98,18 +91,61 @@ def _describe(result: ProbeResult) -> List[str]:
     return lines
 
 
-def _notes(result: ProbeResult) -> List[str]:
-    """Measured facts a reader could miss in the table."""
-    notes = []
+def measured_notes(result: ProbeResult) -> Tuple[str, ...]:
+    """Measured facts a reader could miss in the table, for ``ProbeResult.notes``: what the
+    float32 cast of the inputs changed, update ops that did not run, one value per channel,
+    batch variance below epsilon, float32 overflow in the batch statistics, non-finite values.
+    """
+    notes = list(result.config.cast_notes)
     if result.decay < 1 and not result.moving_statistics_updated:
-        notes.append("note: the train phase did not change moving_mean or moving_variance: "
-                     "their update ops did not run (updates %r, api %r)"
+        notes.append("the train phase did not change moving_mean or moving_variance: their "
+                     "update ops did not run (updates %r, api %r)"
                      % (result.config.updates, result.config.api))
-    bad = sorted({_labels(result)[n] for values in result.snapshots.values()
+    last = result.config.train_inputs()[-1]
+    fed = result.batch_statistics["moving_variance"]
+    if theory.elements_per_channel(last.shape) == 1:
+        notes.append("one value per channel (N*H*W = 1): the biased batch variance is 0 and "
+                     "Bessel's n/(n-1) is undefined; the %s fed moving_variance %s on %s"
+                     % ("fused kernel" if result.fused else "non-fused path (tf.nn.moments)",
+                        _vector(fed), ", ".join(result.device.ran_on) or result.device.target))
+    train = result.outputs["train"]
+    beta = result.after["train"]["beta"]
+    low = [c for c, v in enumerate(fed) if np.isfinite(v) and v < result.epsilon["train"]]
+    if low:
+        notes.append("batch variance below epsilon (%s) in channel(s) %s: fed %s, so epsilon "
+                     "dominates sqrt(variance + epsilon) and the train output there stays "
+                     "within %s of beta instead of having unit variance"
+                     % (_num(result.epsilon["train"]), _channels(low), _vector(fed[low]),
+                        _num(np.abs(train[..., low] - beta[low]).max())))
+    for name, statistic in (("moving_mean", "mean"), ("moving_variance", "variance")):
+        bad = [c for c, v in enumerate(result.batch_statistics[name]) if not np.isfinite(v)]
+        if bad:
+            reference = (theory.batch_mean(last) if name == "moving_mean"
+                         else theory.fed_variance(last, result.fused))
+            values = train[..., bad]
+            notes.append("float32 overflow: the batch %s fed to %s is %s in channel(s) %s, where "
+                         "numpy in float64 gives %s (float32 ends at %.4g); of the %d train "
+                         "output values there, %d are 0 and %d NaN or inf"
+                         % (statistic, name, _vector(result.batch_statistics[name][bad]),
+                            _channels(bad), _vector(reference[bad]),
+                            np.finfo(np.float32).max, values.size,
+                            np.count_nonzero(values == 0), np.count_nonzero(~np.isfinite(values))))
+    labels = result.labels
+    bad = sorted({labels[n] for values in result.snapshots.values()
                   for n, v in values.items() if not np.all(np.isfinite(v))})
+    bad += ["%s output" % phase for phase, values in result.outputs.items()
+            if not np.all(np.isfinite(values))]
     if bad:
-        notes.append("note: non-finite values (NaN or inf) in %s" % ", ".join(bad))
-    return notes
+        notes.append("non-finite values (NaN or inf) in %s" % ", ".join(bad))
+    return tuple(notes)
+
+
+def _channels(channels: Sequence[int]) -> str:
+    return ", ".join(map(str, channels))
+
+
+def _notes(result: ProbeResult) -> List[str]:
+    return ["note: " + note for note in result.notes]
 
 
 def _statistics(result: ProbeResult) -> List[str]:

@@ -7,7 +7,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from . import theory
-from .config import ProbeConfig
+from .config import ProbeConfig, check_tol
 from .frozen import FrozenDict, frozen_array
 from .jsonable import from_json_values, to_json_values
 
@@ -112,6 +112,10 @@ class ProbeResult:
     update_ops: Tuple[str, ...]  # what the graph's UPDATE_OPS collection holds
     device: DeviceReport
     versions: Mapping[str, Any]
+    # What a reader could miss in the numbers (n = 1, variance below epsilon, float32 overflow,
+    # update ops that did not run, what the float32 cast changed), derived from the
+    # measurements by report.measured_notes.
+    notes: Tuple[str, ...] = ()
 
     @property
     def decay(self) -> float:
@@ -141,6 +145,14 @@ class ProbeResult:
                           test=self._view("after_test", "test"))
 
     @property
+    def labels(self) -> Dict[str, str]:
+        """Full name -> short name where that is unambiguous, else the full name without ':0'
+        (unshared branches have two of each)."""
+        shorts = [v.short_name for v in self.variables]
+        return {v.name: v.short_name if shorts.count(v.short_name) == 1 else v.name.split(":")[0]
+                for v in self.variables}
+
+    @property
     def shared_variables(self) -> Tuple[str, ...]:
         """Variables both branches read."""
         return tuple(sorted(set(self.branch_variables["train"])
@@ -165,8 +177,7 @@ class ProbeResult:
         if self.batches is not None:
             raise ValueError("steps_to_converge compares the test and train outputs of one "
                              "input; with batches the train steps see other inputs")
-        if not tol > 0:
-            raise ValueError("tol must be a number > 0, got %r" % (tol,))
+        tol = check_tol(tol)
         gaps = self.trajectory["gap"]
         hits = np.nonzero(gaps <= tol)[0]
         return Convergence(tol, int(hits[0]) + 1 if len(hits) else None,
@@ -206,6 +217,7 @@ class ProbeResult:
             "moving_statistics_updated": self.moving_statistics_updated,
             "device": self.device.to_dict(),
             "versions": dict(self.versions),
+            "notes": list(self.notes),
         }
 
     @classmethod
@@ -233,6 +245,7 @@ class ProbeResult:
             update_ops=tuple(data["update_ops"]),
             device=DeviceReport.from_dict(data["device"]),
             versions=FrozenDict(data["versions"]),
+            notes=tuple(data.get("notes", ())),  # absent from older JSON
         )
 
     def __eq__(self, other: Any) -> bool:

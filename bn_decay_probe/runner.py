@@ -11,12 +11,13 @@ moving statistics stop changing, for the semantics matrix.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 import numpy as np
 
-from . import backend, devices, graph, theory
+from . import backend, devices, graph, report, theory
 from .config import ProbeConfig
 from .errors import DeviceFallbackWarning, ProbeConfigError
 from .frozen import FrozenDict, frozen_array, frozen_arrays
@@ -143,7 +144,7 @@ def run(config: ProbeConfig) -> ProbeResult:
             trajectory[key] = frozen_array([s[fed_names.index(name)] for s in fed])
     if one_input:
         trajectory["gap"] = frozen_array(gaps, np.float64)
-    return ProbeResult(
+    result = ProbeResult(
         config=config,
         inputs=config.inputs,
         outputs=frozen_arrays({"train": _to_nhwc(config, train_output),
@@ -162,6 +163,7 @@ def run(config: ProbeConfig) -> ProbeResult:
         device=device,
         versions=FrozenDict(backend.versions()),
     )
+    return dataclasses.replace(result, notes=report.measured_notes(result))
 
 
 def converge(config: ProbeConfig, tol: float, max_steps: int) -> Convergence:

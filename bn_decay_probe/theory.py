@@ -18,8 +18,8 @@ def elements_per_channel(shape: Tuple[int, ...]) -> int:
 
 
 def bessel_factor(n: int) -> float:
-    """n / (n - 1); undefined (inf) for n == 1."""
-    return float("inf") if n == 1 else n / (n - 1.0)
+    """n / (n - 1); undefined (NaN) for n == 1."""
+    return float("nan") if n == 1 else n / (n - 1.0)
 
 
 def batch_mean(x: np.ndarray) -> np.ndarray:
@@ -27,8 +27,12 @@ def batch_mean(x: np.ndarray) -> np.ndarray:
 
 
 def batch_variance(x: np.ndarray, unbiased: bool = False) -> np.ndarray:
-    """Biased (divide by n) or, with ``unbiased``, Bessel-corrected (divide by n - 1)."""
-    return np.asarray(x, dtype=np.float64).var(axis=REDUCTION_AXES, ddof=1 if unbiased else 0)
+    """Biased (divide by n) or, with ``unbiased``, Bessel-corrected (divide by n - 1; NaN, as
+    undefined, for n == 1)."""
+    x = np.asarray(x, dtype=np.float64)
+    if unbiased and elements_per_channel(x.shape) == 1:
+        return np.full(x.shape[-1], np.nan)
+    return x.var(axis=REDUCTION_AXES, ddof=1 if unbiased else 0)
 
 
 def fed_variance(x: np.ndarray, fused: bool) -> np.ndarray:
@@ -149,5 +153,5 @@ def predicted_steps_to_converge(x: np.ndarray, decay: float, fused: bool, epsilo
     """The first train step after which max |test - train| <= tol by the closed form, or None
     when it never gets there (decay 1, or a fused kernel's n/(n-1) gap larger than tol)."""
     gaps = predicted_gaps(x, decay, fused, epsilon, settled_after(decay), zero_debias)
-    hits = np.nonzero(gaps <= tol)[0]
+    hits = np.nonzero(np.nan_to_num(gaps, nan=np.inf) <= tol)[0]  # NaN: undefined, never within
     return int(hits[0]) + 1 if len(hits) else None

@@ -32,7 +32,8 @@ class Reference:
         flat = self.x.reshape(-1, self.x.shape[-1])  # rows: every (n, h, w); columns: channels
         self.mean = flat.sum(axis=0) / self.n
         self.biased_var = ((flat - self.mean) ** 2).sum(axis=0) / self.n
-        self.unbiased_var = ((flat - self.mean) ** 2).sum(axis=0) / (self.n - 1)
+        self.unbiased_var = (((flat - self.mean) ** 2).sum(axis=0) / (self.n - 1) if self.n > 1
+                             else np.full_like(self.mean, np.nan))  # n/(n-1) is undefined
 
     def fed_var(self, fused):
         return self.unbiased_var if fused else self.biased_var

@@ -1,5 +1,6 @@
-"""probe()'s contract: result shape and immutability, JSON, isolation from the caller's graph
-and session, and what it reads from the graph (fused kernel, epsilon, decay factor, steps)."""
+"""probe()'s contract: result shape and immutability, JSON, and what it reads from the graph
+(fused kernel, epsilon, decay factor, steps). Isolation from the caller's graph and session is
+in test_reentrance.py."""
 import json
 import pickle
 from dataclasses import FrozenInstanceError
@@ -125,26 +126,6 @@ def test_repr_is_short_and_html_is_a_table(result):
     page = result._repr_html_()
     assert page.count("<tr>") == 1 + 3 * 2  # header + 3 variables x 2 channels
     assert "%.7g" % result.after["train"]["moving_variance"][1] in page
-
-
-def test_callers_default_graph_and_session_are_untouched():
-    import tensorflow as tf
-
-    tf1 = tf.compat.v1
-    graph = tf1.Graph()
-    with graph.as_default():
-        v = tf1.Variable(3.0, name="users_variable")
-        session = tf1.Session(graph=graph)
-        session.run(v.initializer)
-        with session.as_default():
-            ops_before = [op.name for op in graph.get_operations()]
-            probe(decay=0.5, device="cpu")
-            assert tf1.get_default_graph() is graph
-            assert tf1.get_default_session() is session
-            assert [op.name for op in graph.get_operations()] == ops_before
-            assert session.run(v) == 3.0
-        session.close()
-    assert tf1.get_default_session() is None
 
 
 def test_runs_on_the_cpu_and_says_so():

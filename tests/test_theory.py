@@ -1,4 +1,6 @@
 """The numpy reference against values worked out by hand."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -16,7 +18,18 @@ def test_batch_statistics_by_hand():
     np.testing.assert_array_equal(theory.fed_variance(X, fused=False), [1.25, 75.0])
     assert theory.elements_per_channel(X.shape) == 4
     assert theory.bessel_factor(4) == 4 / 3
-    assert theory.bessel_factor(1) == float("inf")
+
+
+def test_one_value_per_channel_has_no_bessel_correction():
+    """n = 1: the biased variance is 0 and n/(n-1) is undefined, said as NaN without numpy's
+    divide-by-zero warnings."""
+    one = X[:, :1, :1, :]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(theory.bessel_factor(1))
+        np.testing.assert_array_equal(theory.batch_variance(one), [0.0, 0.0])
+        assert np.isnan(theory.batch_variance(one, unbiased=True)).all()
+        assert np.isnan(theory.population_statistics(one[None])["paper_variance"]).all()
 
 
 @pytest.mark.parametrize("decay, steps, expected", [
