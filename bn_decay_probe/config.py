@@ -111,6 +111,8 @@ def _float_array(inputs: Any, name: str) -> np.ndarray:
                                "masked values first (x.filled(...))" % name)
     try:
         array = np.asarray(inputs)
+    except ValueError:  # numpy >= 1.24 refuses ragged sequences; older ones make objects
+        array = np.array(inputs, dtype=object)
     except Exception as exc:  # numpy's own message says why
         raise ProbeConfigError("%s must be a float array [N, H, W, C]: %s"
                                % (name, str(exc).splitlines()[0])) from None

@@ -97,6 +97,11 @@ def measured_notes(result: ProbeResult) -> Tuple[str, ...]:
     batch variance below epsilon, float32 overflow in the batch statistics, non-finite values.
     """
     notes = list(result.config.cast_notes)
+    if "moving_variance" not in result.batch_statistics:
+        notes.append("the train branch has no moving-average update op: nothing updates "
+                     "moving_mean or moving_variance (api %r, trainable=%s)"
+                     % (result.config.api, result.config.trainable))
+        return tuple(notes + list(_non_finite(result)))
     if result.decay < 1 and not result.moving_statistics_updated:
         notes.append("the train phase did not change moving_mean or moving_variance: their "
                      "update ops did not run (updates %r, api %r)"
@@ -130,14 +135,16 @@ def measured_notes(result: ProbeResult) -> Tuple[str, ...]:
                             _channels(bad), _vector(reference[bad]),
                             np.finfo(np.float32).max, values.size,
                             np.count_nonzero(values == 0), np.count_nonzero(~np.isfinite(values))))
+    return tuple(notes + list(_non_finite(result)))
+
+
+def _non_finite(result: ProbeResult) -> List[str]:
     labels = result.labels
     bad = sorted({labels[n] for values in result.snapshots.values()
                   for n, v in values.items() if not np.all(np.isfinite(v))})
     bad += ["%s output" % phase for phase, values in result.outputs.items()
             if not np.all(np.isfinite(values))]
-    if bad:
-        notes.append("non-finite values (NaN or inf) in %s" % ", ".join(bad))
-    return tuple(notes)
+    return ["non-finite values (NaN or inf) in %s" % ", ".join(bad)] if bad else []
 
 
 def _channels(channels: Sequence[int]) -> str:

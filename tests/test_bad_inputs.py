@@ -3,8 +3,8 @@ they get. The library raises ProbeConfigError; the CLI prints ``run_experiment.p
 <message>`` on stderr and exits with status 2, never with a traceback.
 
 Arguments are checked before TensorFlow is imported: every row that needs no TensorFlow runs in
-one subprocess where importing it fails. docs/errors.md ("Errors you may see") is this
-table rendered; ``python tests/test_bad_inputs.py`` writes it, and a test here compares.
+one subprocess where importing it fails. README.md's section "Errors you may see" is this
+table rendered; ``python tests/test_bad_inputs.py`` rewrites it, and a test here compares.
 """
 import contextlib
 import io
@@ -20,7 +20,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SCRIPT = os.path.join(ROOT, "run_experiment.py")
-DOC = os.path.join(ROOT, "docs", "errors.md")
+README = os.path.join(ROOT, "README.md")
 PROG = "run_experiment.py"
 
 
@@ -287,7 +287,7 @@ def _run(args):
 
 
 def render_doc():
-    """docs/errors.md: the table above, as users read it."""
+    """README.md's "Errors you may see": the table above, as users read it."""
     def code(text):
         return "`%s`" % text.replace("|", "\\|")
 
@@ -302,7 +302,7 @@ def render_doc():
         "so this takes milliseconds; only the rows marked TF need TensorFlow to find out (a "
         "device it lacks, a kernel that refuses, a file that fills up). "
         "`tests/test_bad_inputs.py` checks every row; `python tests/test_bad_inputs.py` "
-        "writes this section from its table.",
+        "rewrites this section from its table.",
         "",
         "| what | you type | you get |",
         "|---|---|---|",
@@ -315,14 +315,22 @@ def render_doc():
     return "\n".join(lines) + "\n"
 
 
-def test_docs_errors_md_is_this_table():
-    with open(DOC) as handle:
-        assert handle.read() == render_doc(), \
-            "docs/errors.md is out of date: run python tests/test_bad_inputs.py"
+def readme_sections():
+    """README.md split around its "Errors you may see" section: (before, section, after)."""
+    with open(README) as handle:
+        text = handle.read()
+    start = text.index("## Errors you may see\n")
+    end = text.find("\n## ", start + 1)
+    return text[:start], text[start:end + 1], text[end + 1:]
+
+
+def test_readme_errors_section_is_this_table():
+    assert readme_sections()[1] == render_doc(), \
+        "README.md's 'Errors you may see' is out of date: run python tests/test_bad_inputs.py"
 
 
 if __name__ == "__main__":
-    os.makedirs(os.path.dirname(DOC), exist_ok=True)
-    with open(DOC, "w") as handle:
-        handle.write(render_doc())
-    print("wrote %s: %d bad inputs" % (DOC, len(BAD_INPUTS)))
+    before, _, after = readme_sections()
+    with open(README, "w") as handle:
+        handle.write(before + render_doc() + after)
+    print("wrote the 'Errors you may see' section of %s: %d bad inputs" % (README, len(BAD_INPUTS)))

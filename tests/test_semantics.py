@@ -203,3 +203,22 @@ def test_one_minus_decay_as_the_graph_holds_it(api, updates, arithmetic):
     expected = np.float32(1 - 0.999) if arithmetic == "float64" else \
         np.float32(1) - np.float32(0.999)
     assert r.update_factor == {"moving_mean": float(expected), "moving_variance": float(expected)}
+
+
+@pytest.mark.parametrize("api", ["layers", "keras"])
+def test_trainable_false_layers_publish_no_updates(api):
+    """Keras's Layer.updates is empty for a layer that is not trainable, so neither in-place
+    nor UPDATE_OPS updates run; TF 2.x tf.keras goes further: inference mode, no update op."""
+    x = channel_inputs((1, 3, 3, 2))
+    r = probe(decay=0.0, inputs=x, api=api, trainable=False, device="cpu")
+    np.testing.assert_array_equal(r.after["train"]["moving_mean"], np.zeros(2))
+    np.testing.assert_array_equal(r.after["train"]["moving_variance"], np.ones(2))
+    ref = Reference(x)
+    if api == "keras" and backend_name() == "tf2":
+        assert dict(r.batch_statistics) == {}
+        assert any("no moving-average update op" in note for note in r.notes)
+        np.testing.assert_allclose(r.outputs["train"], x / np.sqrt(1.001), rtol=1e-6)
+    else:
+        np.testing.assert_allclose(r.batch_statistics["moving_mean"], ref.mean, rtol=1e-6)
+        np.testing.assert_allclose(r.outputs["train"], ref.train_output(), rtol=1e-5, atol=2e-5)
+    np.testing.assert_allclose(r.outputs["test"], x / np.sqrt(1.001), rtol=1e-6)
