@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from .errors import ProbeConfigError
+from .frozen import aligned_frozen_array
 
 DEVICES = ("auto", "cpu", "gpu")
 APIS = ("contrib", "layers", "keras", "nn")
@@ -105,18 +106,18 @@ def check_inputs(inputs: Any, name: str = "inputs") -> np.ndarray:
     if array.size == 0:
         raise ProbeConfigError("%s must not be empty, got shape %s"
                                % (name, tuple(array.shape)))
-    if not np.all(np.isfinite(array)):
+    # min and max propagate NaN and inf, without the full-size temporaries of isfinite and abs.
+    low, high = array.min(), array.max()
+    if not (np.isfinite(low) and np.isfinite(high)):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         raise ProbeConfigError("%s must be finite, got %d NaN or inf value(s)" % (name, bad))
-    largest = float(np.max(np.abs(array)))
+    largest = float(max(-low, high))
     if largest > _FLOAT32_MAX:
         raise ProbeConfigError("%s must fit in float32 (|x| <= %.4g), got max |x| = %.4g"
                                % (name, _FLOAT32_MAX, largest))
     # The probe's graph is float32, like the models it stands for; float16 and float64 values are
     # cast once here so the result records exactly what TensorFlow saw.
-    held = np.array(array, dtype=np.float32)
-    held.flags.writeable = False
-    return held
+    return aligned_frozen_array(array, np.float32)
 
 
 def check_batches(batches: Any) -> np.ndarray:
@@ -131,9 +132,7 @@ def check_batches(batches: Any) -> np.ndarray:
         if b.shape != held[0].shape:
             raise ProbeConfigError("batches must all have one shape: batches[0] is %s, "
                                    "batches[%d] is %s" % (held[0].shape, i, b.shape))
-    stacked = np.stack(held)
-    stacked.flags.writeable = False
-    return stacked
+    return aligned_frozen_array(held, np.float32)
 
 
 def _describe(value: Any) -> str:
@@ -142,10 +141,8 @@ def _describe(value: Any) -> str:
 
 
 def seeded_inputs(shape: Tuple[int, int, int, int], seed: int) -> np.ndarray:
-    held = np.random.RandomState(seed).uniform(INPUT_LOW, INPUT_HIGH, size=shape)
-    held = held.astype(np.float32)
-    held.flags.writeable = False
-    return held
+    return aligned_frozen_array(
+        np.random.RandomState(seed).uniform(INPUT_LOW, INPUT_HIGH, size=shape), np.float32)
 
 
 @dataclass(frozen=True)
