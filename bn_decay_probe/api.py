@@ -12,7 +12,7 @@ def probe(decay: float = DEFAULT_DECAY, inputs: Any = None,
           steps: int = 1, epsilon: float = DEFAULT_EPSILON, device: str = "auto",
           api: str = "contrib", updates: str = "inplace", data_format: str = "NHWC",
           zero_debias: bool = False, share_variables: bool = True,
-          batches: Any = None) -> ProbeResult:
+          batches: Any = None, trainable: bool = True) -> ProbeResult:
     """Runs a batch-norm layer in train then test mode and measures its variables.
 
     Args:
@@ -40,6 +40,8 @@ def probe(decay: float = DEFAULT_DECAY, inputs: Any = None,
       share_variables: False builds the branches the way that gives each its own variables.
       batches: a sequence of float arrays [N, H, W, C] (one shape, the inputs' C) that the
         train steps take in turn.
+      trainable: passed to the contrib / layers / keras layer. False freezes beta and gamma; in
+        TF 2.x tf.keras it also runs the layer in inference mode, even with training=True.
 
     Returns:
       A ProbeResult: ``before[phase]`` / ``after[phase]`` map variable names to arrays [C],
@@ -56,4 +58,5 @@ def probe(decay: float = DEFAULT_DECAY, inputs: Any = None,
     return runner.run(ProbeConfig.create(
         decay=decay, inputs=inputs, shape=shape, seed=seed, fused=fused, steps=steps,
         epsilon=epsilon, device=device, api=api, updates=updates, data_format=data_format,
-        zero_debias=zero_debias, share_variables=share_variables, batches=batches))
+        zero_debias=zero_debias, share_variables=share_variables, batches=batches,
+        trainable=trainable))

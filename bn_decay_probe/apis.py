@@ -46,11 +46,11 @@ class ContribBuilder:
 
     def branch(self, x: Any, phase: str) -> Branch:
         c, tf1 = self.config, self.tf1
-        with _scope(tf1, c, phase):
+        with _scope(tf1, c, phase), backend.layer_class_import(c):
             output = backend.batch_norm()(
                 x, decay=c.decay, epsilon=c.epsilon, fused=c.fused,
                 is_training=(phase == "train"), data_format=c.data_format,
-                zero_debias_moving_mean=c.zero_debias,
+                zero_debias_moving_mean=c.zero_debias, trainable=c.trainable,
                 updates_collections=None if c.updates == "inplace" else tf1.GraphKeys.UPDATE_OPS)
         return Branch(output, [])
 
@@ -69,7 +69,7 @@ class LayersBuilder:
         # (batch_normalization_1) only against the enclosing name scope.
         output = backend.layers_batch_normalization()(
             x, axis=_axis(c), momentum=c.decay, epsilon=c.epsilon, fused=c.fused,
-            training=(phase == "train"),
+            training=(phase == "train"), trainable=c.trainable,
             name="batch_normalization" if c.share_variables else None,
             reuse=tf1.AUTO_REUSE if c.share_variables else None)
         return Branch(output, _new(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS), before))
@@ -87,8 +87,10 @@ class KerasBuilder:
     def branch(self, x: Any, phase: str) -> Branch:
         c = self.config
         if self.layer is None or not c.share_variables:
+            # trainable=False: in TF 2.x Keras this also means inference mode (its own matrix row).
             self.layer = backend.keras_batch_normalization()(
-                axis=_axis(c), momentum=c.decay, epsilon=c.epsilon, fused=c.fused)
+                axis=_axis(c), momentum=c.decay, epsilon=c.epsilon, fused=c.fused,
+                trainable=c.trainable)
         before = list(self.layer.updates)
         output = self.layer(x, training=(phase == "train"))
         return Branch(output, _new(list(self.layer.updates), before))

@@ -1,4 +1,13 @@
-"""The only module that imports TensorFlow: import, quieting, versions, devices, sessions."""
+"""The only module that imports TensorFlow: which backend, import, quieting, versions, devices,
+sessions, and the batch-norm layers of each API.
+
+Two backends, chosen by the installed TensorFlow:
+- "tf1": TensorFlow 1.15 (Python 3.7), tf.contrib.layers.batch_norm.
+- "tf2": TensorFlow 2.13 or 2.14 (Python 3.8-3.11) in graph mode through tf.compat.v1, with
+  tf_slim.layers.batch_norm (tf-slim 1.1.0) in place of tf.contrib. tf-slim breaks on
+  TF >= 2.15 and Keras 3 (TF >= 2.16) has no tf.compat.v1.layers, hence the upper bound.
+Every other module asks this one; none checks a version itself.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -13,7 +22,9 @@ import numpy as np
 
 from . import __version__
 
-SUPPORTED = "TensorFlow 1.15 (Python 3.7)"
+SUPPORTED = ("TensorFlow 1.15 (Python 3.7) or TensorFlow 2.13-2.14 with tf-slim 1.1.0 "
+             "(Python 3.8-3.11)")
+_TF2_MINORS = (13, 14)
 _tf: Any = None
 _verbose = False
 
@@ -52,12 +63,37 @@ def tensorflow() -> Any:
             except ImportError as exc:
                 raise BackendUnavailableError(
                     "bn_decay_probe needs %s; TensorFlow could not be imported (%s): run "
-                    "`pip install -r requirements.txt` on Python 3.7" % (SUPPORTED, exc)) from None
-        if not tf.__version__.startswith("1.15."):
-            raise BackendUnavailableError("bn_decay_probe supports %s, found TensorFlow %s"
-                                          % (SUPPORTED, tf.__version__))
+                    "`make setup` or `pip install .[tf1]` / `pip install .[tf2]`"
+                    % (SUPPORTED, exc)) from None
         _tf = tf
+        _backend_of(tf.__version__)  # refuses unsupported versions before anything runs
     return _tf
+
+
+def _backend_of(version: str) -> str:
+    major, minor = (int(part) for part in version.split(".")[:2])
+    if (major, minor) == (1, 15):
+        return "tf1"
+    if major == 2 and minor in _TF2_MINORS:
+        return "tf2"
+    raise BackendUnavailableError("bn_decay_probe supports %s, found TensorFlow %s"
+                                  % (SUPPORTED, version))
+
+
+def name() -> str:
+    """"tf1" or "tf2"."""
+    return _backend_of(tensorflow().__version__)
+
+
+def _slim() -> Any:
+    tensorflow()
+    try:
+        import tf_slim
+    except ImportError:
+        raise BackendUnavailableError("the TensorFlow 2 backend needs tf-slim for "
+                                      "tf.contrib.layers.batch_norm: pip install "
+                                      "tf-slim==1.1.0") from None
+    return tf_slim
 
 
 @contextlib.contextmanager
@@ -77,6 +113,8 @@ def quiet() -> Iterator[Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
+            # Keras 2.x announces tf.layers' deprecation as a UserWarning.
+            warnings.filterwarnings("ignore", ".*is deprecated", UserWarning)
             yield tf.compat.v1
     finally:
         logger.setLevel(level)
@@ -84,8 +122,28 @@ def quiet() -> Iterator[Any]:
 
 
 def batch_norm() -> Any:
-    """api "contrib": tf.contrib.layers.batch_norm."""
-    return tensorflow().contrib.layers.batch_norm
+    """api "contrib": tf.contrib.layers.batch_norm (tf_slim's copy of it under TF 2)."""
+    if name() == "tf1":
+        return tensorflow().contrib.layers.batch_norm
+    return _slim().layers.batch_norm
+
+
+@contextlib.contextmanager
+def layer_class_import(config: Any) -> Iterator[None]:
+    """contrib (tf_slim under TF 2) hands UPDATE_OPS batch norm to the tf.layers class, which
+    TensorFlow 2.13 looks for at keras.legacy_tf_layers, a module Keras 2.13 moved: the import
+    fails. That is a limit of the installed versions, said in one line."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if "legacy_tf_layers" not in str(exc):
+            raise
+        from .errors import ProbeConfigError
+
+        raise ProbeConfigError(
+            "api='contrib' with updates=%r builds tf.layers' BatchNormalization, which "
+            "TensorFlow %s cannot import (%s); use updates='inplace', api='layers', or "
+            "TensorFlow 1.15" % (config.updates, tensorflow().__version__, exc)) from None
 
 
 def layers_batch_normalization() -> Any:
@@ -124,9 +182,15 @@ def session_config(target: str) -> Any:
 
 def versions() -> Dict[str, Any]:
     tf = tensorflow()
-    return {"tensorflow": tf.__version__, "built_with_cuda": bool(tf.test.is_built_with_cuda()),
-            "numpy": np.__version__, "python": platform.python_version(),
-            "bn_decay_probe": __version__}
+    found = {"backend": name(), "tensorflow": tf.__version__,
+             "built_with_cuda": bool(tf.test.is_built_with_cuda()), "numpy": np.__version__,
+             "python": platform.python_version(), "bn_decay_probe": __version__}
+    if found["backend"] == "tf2":
+        found["tf_slim"] = getattr(_slim(), "__version__", "1.1.0")
+        import keras  # tf.keras's own package in TF 2.13/2.14
+
+        found["keras"] = keras.__version__
+    return found
 
 
 def fast_callable(session: Any, feeds: Any, fetches: Any) -> Any:

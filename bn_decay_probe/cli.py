@@ -94,6 +94,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                         help="layout in the graph (default NHWC); inputs stay NHWC")
     parser.add_argument("--zero-debias", action="store_true",
                         help="contrib's zero_debias_moving_mean")
+    parser.add_argument("--no-trainable", dest="trainable", action="store_false",
+                        help="trainable=False for the contrib/layers/keras layer (in TF 2.x "
+                             "tf.keras this also means inference mode)")
     parser.add_argument("--unshared", action="store_true",
                         help="build the branches the way that gives each its own variables")
     parser.add_argument("--batches", type=_batches, default=None, metavar="K|FILE.npy",
@@ -149,7 +152,7 @@ def _load_batches(value: Any, shape: Optional[Tuple[int, ...]], seed: int) -> An
 # Options that choose one probe; --matrix measures its own grid of them (--decay there picks
 # the decays of its steps-to-converge columns).
 _PROBE_ONLY = ("fused", "steps", "api", "updates", "data_format", "zero_debias",
-               "unshared", "batches", "epsilon")
+               "unshared", "batches", "epsilon", "trainable")
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
@@ -165,7 +168,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
         if args.tol is not None and not (args.tol > 0 and np.isfinite(args.tol)):
             raise ProbeConfigError("--tol must be a finite number > 0, got %r" % args.tol)
         if args.matrix:
-            given = ["--fused/--no-fused" if name == "fused" else "--" + name.replace("_", "-")
+            flags = {"fused": "--fused/--no-fused", "trainable": "--no-trainable"}
+            given = [flags.get(name, "--" + name.replace("_", "-"))
                      for name in _PROBE_ONLY + ("csv", "plot")
                      if getattr(args, name) != parser.get_default(name)]
             if given:
@@ -184,7 +188,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
                 device=args.device, api=args.api or "contrib",
                 updates=args.updates or "inplace", data_format=args.data_format or "NHWC",
                 zero_debias=args.zero_debias, share_variables=not args.unshared,
-                batches=batches)
+                batches=batches, trainable=args.trainable)
             if args.plot is not None:
                 _check_plot(args.plot, batches)
         if args.json not in (None, "-"):

@@ -161,6 +161,7 @@ class ProbeConfig:
     data_format: str = "NHWC"
     zero_debias: bool = False
     share_variables: bool = True
+    trainable: bool = True
     input_source: str = "seed"  # "seed": uniform(0, 255) from `seed`; "given": the caller's array
     input_dtype: str = "float32"  # dtype of the caller's array before the float32 cast
     inputs: np.ndarray = field(default=None, repr=False, compare=False)  # type: ignore
@@ -171,7 +172,8 @@ class ProbeConfig:
                seed: Any = 0, fused: Any = None, steps: Any = 1,
                epsilon: Any = DEFAULT_EPSILON, device: Any = "auto", api: Any = "contrib",
                updates: Any = "inplace", data_format: Any = "NHWC", zero_debias: Any = False,
-               share_variables: Any = True, batches: Any = None) -> "ProbeConfig":
+               share_variables: Any = True, batches: Any = None,
+               trainable: Any = True) -> "ProbeConfig":
         """Validates every argument; raises ProbeConfigError with a one-line message."""
         options = dict(
             decay=check_decay(decay), seed=check_seed(seed), fused=check_fused(fused),
@@ -180,11 +182,15 @@ class ProbeConfig:
             updates=_check_choice("updates", updates, UPDATES),
             data_format=_check_choice("data_format", data_format, DATA_FORMATS),
             zero_debias=check_flag("zero_debias", zero_debias),
-            share_variables=check_flag("share_variables", share_variables))
+            share_variables=check_flag("share_variables", share_variables),
+            trainable=check_flag("trainable", trainable))
         if options["zero_debias"] and options["api"] != "contrib":
             raise ProbeConfigError("zero_debias is tf.contrib.layers.batch_norm's "
                                    "zero_debias_moving_mean and needs api='contrib', got api=%r"
                                    % options["api"])
+        if not options["trainable"] and options["api"] == "nn":
+            raise ProbeConfigError("trainable is an argument of the contrib, layers and keras "
+                                   "layers; api='nn' has no layer to pass it to")
         stacked = None if batches is None else check_batches(batches)
         if inputs is None:
             if shape is not None:
@@ -225,7 +231,8 @@ class ProbeConfig:
                 "fused": self.fused, "steps": self.steps, "epsilon": self.epsilon,
                 "device": self.device, "api": self.api, "updates": self.updates,
                 "data_format": self.data_format, "zero_debias": self.zero_debias,
-                "share_variables": self.share_variables, "input_source": self.input_source,
+                "share_variables": self.share_variables, "trainable": self.trainable,
+                "input_source": self.input_source,
                 "input_dtype": self.input_dtype}
 
     @classmethod

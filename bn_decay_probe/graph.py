@@ -46,8 +46,11 @@ class ProbeGraph:
     variables: Dict[str, Any]  # full name -> tf.Variable, every batch-norm variable
     branch_ops: Dict[str, FrozenSet[str]]  # phase -> names of the ops that branch created
     branch_variables: Dict[str, Tuple[str, ...]]  # phase -> full names of variables it reads
-    fed: Dict[str, Any]  # "moving_mean"/"moving_variance" -> the statistic fed to its update
-    factors: Dict[str, Any]  # "moving_mean"/"moving_variance" -> (1 - decay) in the graph
+    # "moving_mean"/"moving_variance" -> the statistic fed to its update, and 1 - decay in the
+    # graph; empty when the train branch has no moving-average update at all (TF 2.x Keras
+    # with trainable=False runs in inference mode and builds none).
+    fed: Dict[str, Any]
+    factors: Dict[str, Any]
     fused: Dict[str, bool]  # phase -> whether a FusedBatchNorm kernel is in that branch
     epsilon: Dict[str, float]  # phase -> epsilon as the graph holds it
     update_ops: Tuple[str, ...]  # names of the ops in the UPDATE_OPS collection
@@ -100,7 +103,9 @@ def build(config: ProbeConfig, target: str) -> ProbeGraph:
     fed, factors = {}, {}
     for name in MOVING:
         variable = _find(variables, branch_variables["train"], name)
-        fed[name], factors[name] = _moving_average_inputs(graph, branch_ops["train"], variable)
+        found = _moving_average_inputs(graph, branch_ops["train"], variable)
+        if found:
+            fed[name], factors[name] = found
     return ProbeGraph(graph, feeds, initializers, batch_index, train_step,
                       branches["test"].output, variables, branch_ops, branch_variables, fed,
                       factors, {p: _is_fused(graph, branch_ops[p]) for p in PHASES},
@@ -174,11 +179,13 @@ def _variables_read(graph: Any, names: FrozenSet[str], by_op: Dict[str, Any]) ->
     return tuple(sorted(by_op[name].name for name in read if name in by_op))
 
 
-def _moving_average_inputs(graph: Any, names: FrozenSet[str], variable: Any) -> Tuple[Any, Any]:
+def _moving_average_inputs(graph: Any, names: FrozenSet[str],
+                           variable: Any) -> Optional[Tuple[Any, Any]]:
     """Finds ``v -= (v - value) * factor`` (assign_moving_average, also Keras's) updating
     ``variable`` in the branch and returns (value, factor): the statistic actually fed and
     1 - decay as the graph holds it. With zero_debias the moving mean is set from a hidden
-    '<moving_mean>/biased' average, which is where the statistic goes in."""
+    '<moving_mean>/biased' average, which is where the statistic goes in. None: no update of
+    ``variable`` in the branch; GraphStructureError: an update shaped otherwise."""
     name = variable.op.name
     candidates = [op for op in _ops(graph, names) if op.type in _ASSIGN_SUB_OPS and
                   _writes(op, name)]
@@ -192,8 +199,10 @@ def _moving_average_inputs(graph: Any, names: FrozenSet[str], variable: Any) -> 
         for i, t in enumerate(delta.inputs):
             if t.op.type == "Sub" and _source_variable(t.op.inputs[0].op).name == target:
                 return t.op.inputs[1], delta.inputs[1 - i]
-    raise GraphStructureError("no moving-average update of %s found in the train branch"
-                              % variable.op.name)
+    if candidates:
+        raise GraphStructureError("the update of %s in the train branch is not "
+                                  "v -= (v - value) * (1 - decay)" % variable.op.name)
+    return None
 
 
 def _writes(assign: Any, name: str) -> bool:

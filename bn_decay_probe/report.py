@@ -71,6 +71,7 @@ def _describe(result: ProbeResult, decays: str = "") -> List[str]:
         " | api %s, updates %s" % (c.api, c.updates)
     options += "" if c.data_format == "NHWC" else " | %s" % c.data_format
     options += " | zero_debias" if c.zero_debias else ""
+    options += " | trainable=False" if not c.trainable else ""
     steps = "steps %d" % c.steps if c.batches is None else \
         "steps %d x %d batches %s" % (c.steps, len(c.batches), list(c.batches.shape[1:]))
     device = ", ".join(result.device.ran_on) or "(no op traced)"
@@ -115,8 +116,13 @@ def _notes(result: ProbeResult) -> List[str]:
 
 def _statistics(result: ProbeResult) -> List[str]:
     fed = result.batch_statistics
-    lines = ["batch statistics fed to the moving averages (measured, last step): mean %s, "
-             "variance %s" % (_vector(fed["moving_mean"]), _vector(fed["moving_variance"]))]
+    if fed:
+        lines = ["batch statistics fed to the moving averages (measured, last step): %s"
+                 % ", ".join("%s %s" % (name.split("_")[1], _vector(values))
+                             for name, values in fed.items())]
+    else:
+        lines = ["the train branch has no moving-average update op: nothing is fed to the "
+                 "moving averages"]
     last = result.config.train_inputs()[-1]
     n = theory.elements_per_channel(last.shape)
     lines.append("numpy on that step's input: mean %s, biased variance %s, x n/(n-1) %s (n = %d)"
@@ -264,15 +270,22 @@ def render_matrix(matrix: Any) -> str:
     header = ["api", "fused", "updates", "kernel", "updated", "variance fed",
               "test==train @decay 0", "shared"]
     header += ["steps @%g" % d for d in matrix.decays]
-    rows = []
+    rows, unavailable = [], []
     for row in matrix.rows:
         cells = [row.api, "yes" if row.fused_requested else "no",
-                 row.updates + ("" if row.share_variables else " (unshared)"),
-                 "fused" if row.fused else "non-fused", "yes" if row.updated else "NO",
-                 row.variance,
-                 "%s (%s)" % ("yes" if row.test_equals_train else "no", _num(row.gap_at_decay_0)),
-                 "yes" if row.branches_share_variables else "NO"]
-        cells += [_convergence_cell(row.convergence[d]) for d in matrix.decays]
+                 row.updates + ("" if row.share_variables else " (unshared)")
+                 + ("" if row.trainable else " (trainable=False)")]
+        m = row.measured
+        if m is None:
+            unavailable.append("  [%d] %s" % (len(unavailable) + 1, row.unavailable))
+            cells += ["unavailable [%d]" % len(unavailable)] + [""] * (len(header) - 4)
+        else:
+            cells += ["fused" if m.fused else "non-fused", "yes" if m.updated else "NO",
+                      m.variance,
+                      "%s (%s)" % ("yes" if m.test_equals_train else "no",
+                                   _num(m.gap_at_decay_0)),
+                      "yes" if m.branches_share_variables else "NO"]
+            cells += [_convergence_cell(m.convergence[d]) for d in matrix.decays]
         rows.append(cells)
     versions = matrix.versions
     lines = ["semantics matrix: input %s uniform(0, 255) seed %d | TensorFlow %s"
@@ -291,4 +304,6 @@ def render_matrix(matrix: Any) -> str:
         "  'never': a step left every variable unchanged, so the gap cannot shrink; '>N': not "
         "within N = 3x the prediction.",
     ]
+    if unavailable:
+        lines += ["unavailable with this TensorFlow:"] + unavailable
     return "\n".join(lines)

@@ -101,8 +101,10 @@ class ProbeResult:
     outputs: Mapping[str, np.ndarray]  # the train output is the last train step's
     snapshots: Mapping[str, Mapping[str, np.ndarray]]  # SNAPSHOTS label -> full name -> values
     trajectory: Mapping[str, np.ndarray]  # name -> [steps, ...]
-    batch_statistics: Mapping[str, np.ndarray]  # moving variable -> statistic fed (last step)
-    update_factor: Mapping[str, float]  # moving variable -> (1 - decay) as the graph holds it
+    # moving variable -> statistic fed (last step) / (1 - decay) as the graph holds it; empty
+    # when the train branch has no moving-average update op.
+    batch_statistics: Mapping[str, np.ndarray]
+    update_factor: Mapping[str, float]
     fused_by_phase: Mapping[str, bool]  # phase -> a FusedBatchNorm kernel ran in that branch
     epsilon: Mapping[str, float]  # phase -> epsilon as the graph holds it
     variables: Tuple[VariableInfo, ...]

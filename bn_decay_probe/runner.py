@@ -29,10 +29,10 @@ class _Session(NamedTuple):
     built: graph.ProbeGraph
     names: Tuple[str, ...]  # variable full names, in the order ``read`` returns them
     read: Any  # () -> [values]
-    train: Any  # ([batch index]) -> [train output, fed mean, fed variance]
+    train: Any  # ([batch index]) -> [train output, fed statistics (see ProbeGraph.fed)...]
     step: Any  # () -> train output (one input, nothing else fetched: the convergence loop)
     test: Any  # () -> test output
-    factors: Any  # () -> [1 - decay of moving_mean, of moving_variance], constants
+    factors: Any  # () -> [1 - decay of each fed moving statistic], constants
     placement: devices.Placement
     gpus: Tuple[str, ...]
 
@@ -53,7 +53,7 @@ def _session(config: ProbeConfig) -> Iterator[_Session]:
         try:
             session.run(built.initializers, feed_dict=built.feeds)
             names = tuple(sorted(built.variables))
-            train_fetches = [built.train_step] + [built.fed[n] for n in graph.MOVING]
+            train_fetches = [built.train_step] + list(built.fed.values())
             feed_list = [] if built.batch_index is None else [built.batch_index]
             yield _Session(
                 built, names,
@@ -61,7 +61,8 @@ def _session(config: ProbeConfig) -> Iterator[_Session]:
                 session.make_callable(train_fetches, feed_list, accept_options=True),
                 session.make_callable(built.train_step),
                 session.make_callable(built.test_output, accept_options=True),
-                session.make_callable([built.factors[n] for n in graph.MOVING]),
+                session.make_callable(list(built.factors.values())) if built.factors
+                else list,
                 placement, gpus)
         except backend.tensorflow().errors.OpError as exc:
             raise _unsupported(config, placement, exc) from None
@@ -161,9 +162,10 @@ def run(config: ProbeConfig) -> ProbeResult:
 
     trajectory = {short_name(n): frozen_array([values[n] for values in steps])
                   for n in built.branch_variables["train"]}
-    fed_values = np.array(fed)  # [steps, 2, C]
-    trajectory["batch_mean"] = frozen_array(fed_values[:, 0])
-    trajectory["batch_variance"] = frozen_array(fed_values[:, 1])
+    fed_names = list(built.fed)
+    for name, key in (("moving_mean", "batch_mean"), ("moving_variance", "batch_variance")):
+        if name in fed_names:
+            trajectory[key] = frozen_array([s[fed_names.index(name)] for s in fed])
     if one_input:
         trajectory["gap"] = frozen_array(gaps, np.float64)
     return ProbeResult(
@@ -173,8 +175,8 @@ def run(config: ProbeConfig) -> ProbeResult:
                            test=freeze(_to_nhwc(config, test_output))),
         snapshots=FrozenDict((label, frozen_arrays(values)) for label, values in snapshots.items()),
         trajectory=FrozenDict(trajectory),
-        batch_statistics=frozen_arrays(dict(zip(graph.MOVING, fed[-1]))),
-        update_factor=FrozenDict((name, float(value)) for name, value in zip(graph.MOVING, factors)),
+        batch_statistics=frozen_arrays(dict(zip(fed_names, fed[-1]))),
+        update_factor=FrozenDict((name, float(value)) for name, value in zip(fed_names, factors)),
         fused_by_phase=FrozenDict(built.fused),
         epsilon=FrozenDict(built.epsilon),
         variables=tuple(VariableInfo(v.name, short_name(v.name), tuple(v.shape.as_list()),

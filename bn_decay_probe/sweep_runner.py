@@ -86,7 +86,11 @@ def _build(config: ProbeConfig, target: str) -> _SweepGraph:
             for name in graph.MOVING:
                 variable = graph._find({v.name: v for v in variables},
                                        branch_variables["train"], name)
-                value, factor = graph._moving_average_inputs(g, branch_ops["train"], variable)
+                found = graph._moving_average_inputs(g, branch_ops["train"], variable)
+                if found is None:  # contrib updates in place whenever it trains
+                    raise graph.GraphStructureError("no moving-average update of %s in the "
+                                                    "train branch" % variable.op.name)
+                value, factor = found
                 fed.append(value)
                 factors.append(factor)
             fetches = [outputs["train"], *fed, after_train, outputs["test"], after_test,

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from bn_decay_probe.matrix import MATRIX_SHAPE, combinations, semantics_matrix
-from conftest import Reference, first_step_within, updates_run
+from conftest import (Reference, backend_name, contrib_update_ops_unavailable, first_step_within,
+                      updates_run)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 X = np.random.RandomState(0).uniform(0, 255, MATRIX_SHAPE).astype(np.float32)
@@ -20,10 +21,11 @@ def matrix():
     return semantics_matrix(decays=(0.9,), tol=0.01, device="cpu")
 
 
-def test_one_row_per_api_fused_updates_plus_unshared(matrix):
-    labels = [(r.api, r.fused_requested, r.updates, r.share_variables) for r in matrix.rows]
-    assert len(labels) == 4 * 2 * 3 + 4 == len(set(labels))
-    assert {(a, f, u) for a, f, u, share in labels if share} == {
+def test_one_row_per_api_fused_updates_plus_unshared_and_untrainable(matrix):
+    keys = [(r.api, r.fused_requested, r.updates, r.share_variables, r.trainable)
+            for r in matrix.rows]
+    assert len(keys) == 4 * 2 * 3 + 4 + 3 == len(set(keys))
+    assert {(a, f, u) for a, f, u, share, trainable in keys if share and trainable} == {
         (a, f, u) for a in ("contrib", "layers", "keras", "nn") for f in (True, False)
         for u in ("inplace", "update_ops", "forgotten")}
 
@@ -31,24 +33,35 @@ def test_one_row_per_api_fused_updates_plus_unshared(matrix):
 @pytest.mark.parametrize("index", range(len(ROWS)), ids=["-".join(map(str, r)) for r in ROWS])
 def test_row_cells(matrix, index):
     row = matrix.rows[index]
+    if contrib_update_ops_unavailable(row.api, row.updates):
+        assert row.measured is None and "cannot import" in row.unavailable
+        return
+    m = row.measured
     ref = Reference(X)
-    ran = updates_run(row.api, row.updates)
-    assert row.fused is row.fused_requested
-    assert row.updated is ran
-    assert row.variance == ("n/(n-1)" if row.fused_requested else "biased")
-    assert row.branches_share_variables is row.share_variables
+    ran = updates_run(row.api, row.updates, row.trainable)
+    # TF 2.x tf.keras with trainable=False normalizes with the moving statistics in training too.
+    inference = not row.trainable and row.api == "keras" and backend_name() == "tf2"
+    assert m.fused is row.fused_requested
+    assert m.updated is ran
+    assert m.variance == ("none" if inference else  # no update op built, nothing fed
+                          "n/(n-1)" if row.fused_requested else "biased")
+    assert m.branches_share_variables is row.share_variables
     # The test output after one decay-0 step uses the batch's statistics only when the update
     # ran on variables the test branch reads; otherwise it still uses (0, 1).
     if ran and row.share_variables:
         expected = ref.normalize(ref.mean, ref.fed_var(row.fused_requested))
     else:
         expected = ref.normalize(np.zeros(3), np.ones(3))
-    gap = np.abs(expected - ref.train_output()).max()
-    assert row.gap_at_decay_0 == pytest.approx(gap, rel=1e-3, abs=1e-4)
-    assert row.test_equals_train is (ran and row.share_variables and not row.fused_requested)
-    convergence = row.convergence[0.9]
+    train = expected if inference else ref.train_output()
+    gap = np.abs(expected - train).max()
+    assert m.gap_at_decay_0 == pytest.approx(gap, rel=1e-3, abs=1e-4)
+    assert m.test_equals_train is (inference or
+                                   (ran and row.share_variables and not row.fused_requested))
+    convergence = m.convergence[0.9]
     assert convergence.predicted == first_step_within(X, 0.9, row.fused_requested, 0.01, 1000)
-    if ran and row.share_variables:
+    if inference:
+        assert convergence.measured == 1  # test == train from the start: both inference mode
+    elif ran and row.share_variables:
         assert abs(convergence.measured - convergence.predicted) <= 1
     else:
         assert convergence.measured is None
@@ -58,7 +71,7 @@ def test_row_cells(matrix, index):
 def test_matrix_json_is_strict_and_complete(matrix):
     data = json.loads(json.dumps(matrix.to_dict(), allow_nan=False))
     assert data["tol"] == 0.01 and data["decays"] == [0.9] and len(data["rows"]) == len(ROWS)
-    assert set(data["rows"][0]["steps_to_converge"]["0.9"]) == {
+    assert set(data["rows"][0]["measured"]["steps_to_converge"]["0.9"]) == {
         "tol", "measured", "predicted", "steps_run", "stopped"}
 
 
