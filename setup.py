@@ -18,8 +18,11 @@ setup(
     python_requires=">=3.7",
     # TensorFlow is not required here so that either the -gpu or the CPU wheel can be used;
     # requirements.txt and the tf1 extra pin the tested set.
-    install_requires=["numpy>=1.16"],
-    extras_require={"tf1": ["tensorflow-gpu==1.15.5", "protobuf==3.20.3", "numpy<1.19"]},
+    # tqdm: the progress bar of long sweeps (`delay` needs >= 4.60).
+    install_requires=["numpy>=1.16", "tqdm>=4.60"],
+    extras_require={"tf1": ["tensorflow-gpu==1.15.5", "protobuf==3.20.3", "numpy<1.19"],
+                    # sweep plots (Figure.subplots, log scales' `nonpositive`)
+                    "plot": ["matplotlib>=3.3"]},
     entry_points={
         "console_scripts": ["bn-decay-probe = bn_decay_probe.cli:main"],
         "pytest11": ["bn_decay_probe = bn_decay_probe.pytest_plugin"],

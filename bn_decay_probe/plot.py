@@ -13,8 +13,7 @@ import numpy as np
 
 from . import theory
 
-MISSING = ("plotting needs matplotlib: pip install 'bn-decay-probe[plot]' "
-           "(or pip install matplotlib==3.5.3)")
+MISSING = "plotting needs matplotlib: pip install 'bn-decay-probe[plot]' (or matplotlib)"
 FORMATS = (".png", ".pdf", ".svg")
 
 
