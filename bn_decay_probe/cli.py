@@ -55,8 +55,11 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     parser = Parser(prog=prog, description=(
         "Run a batch-norm layer in train then test mode for each decay and show how "
         "moving_mean and moving_variance change."), epilog=(
-        "Subcommand: 'doctor PATH' diagnoses the batch norm in your own checkpoint "
-        "(see 'doctor --help')."))
+        "The decays share one graph (the decay fed as a tensor) for the default layer: api "
+        "contrib, updates inplace, NHWC, shared variables, one input; any other --api, "
+        "--updates, --data-format, --zero-debias, --unshared or --batches builds a graph per "
+        "decay. The numbers are the same either way. Subcommand: 'doctor PATH' diagnoses the "
+        "batch norm in your own checkpoint (see 'doctor --help')."))
     decays = parser.add_mutually_exclusive_group()
     decays.add_argument("--decay", type=float, action="append", metavar="D",
                         help="moving-average decay in [0, 1]; repeat for several, one report "

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from .errors import ProbeConfigError
-from .frozen import aligned_frozen_array
+from .frozen import aligned_empty, aligned_frozen_array
 
 DEVICES = ("auto", "cpu", "gpu")
 APIS = ("contrib", "layers", "keras", "nn")
@@ -22,6 +22,7 @@ DEFAULT_EPSILON = 1e-3
 # distribution and makes every probe reproducible.
 INPUT_LOW, INPUT_HIGH = 0.0, 255.0
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_CHUNK = 1 << 16  # values a large input is copied, checked or drawn by: they stay in cache
 
 
 def _is_real(value: Any) -> bool:
@@ -106,18 +107,33 @@ def check_inputs(inputs: Any, name: str = "inputs") -> np.ndarray:
     if array.size == 0:
         raise ProbeConfigError("%s must not be empty, got shape %s"
                                % (name, tuple(array.shape)))
-    # min and max propagate NaN and inf, without the full-size temporaries of isfinite and abs.
-    low, high = array.min(), array.max()
-    if not (np.isfinite(low) and np.isfinite(high)):
-        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
-        raise ProbeConfigError("%s must be finite, got %d NaN or inf value(s)" % (name, bad))
-    largest = float(max(-low, high))
-    if largest > _FLOAT32_MAX:
-        raise ProbeConfigError("%s must fit in float32 (|x| <= %.4g), got max |x| = %.4g"
-                               % (name, _FLOAT32_MAX, largest))
     # The probe's graph is float32, like the models it stands for; float16 and float64 values are
     # cast once here so the result records exactly what TensorFlow saw.
-    return aligned_frozen_array(array, np.float32)
+    # Copied and checked a chunk at a time, while it is in cache.
+    held = aligned_empty(array.shape, np.float32)
+    source, flat = np.ascontiguousarray(array).reshape(-1), held.reshape(-1)
+    wide = array.dtype.itemsize > 4  # float64 and up may not fit in float32
+    for start in range(0, flat.size, _CHUNK):
+        chunk = slice(start, start + _CHUNK)
+        if wide:  # before the cast, which would overflow (min and max propagate NaN and inf)
+            low, high = source[chunk].min(), source[chunk].max()
+            if not (np.isfinite(low) and np.isfinite(high) and max(-low, high) <= _FLOAT32_MAX):
+                _refuse(array, name)
+        flat[chunk] = source[chunk]
+        if not wide and not np.isfinite(flat[chunk]).all():
+            _refuse(array, name)
+    held.flags.writeable = False
+    return held
+
+
+def _refuse(array: np.ndarray, name: str) -> None:
+    """The error for inputs with NaN, inf, or values float32 cannot hold."""
+    finite = np.isfinite(array)
+    if not np.all(finite):
+        bad = int(np.size(array) - np.count_nonzero(finite))
+        raise ProbeConfigError("%s must be finite, got %d NaN or inf value(s)" % (name, bad))
+    raise ProbeConfigError("%s must fit in float32 (|x| <= %.4g), got max |x| = %.4g"
+                           % (name, _FLOAT32_MAX, float(np.max(np.abs(array)))))
 
 
 def check_batches(batches: Any) -> np.ndarray:
@@ -140,9 +156,17 @@ def _describe(value: Any) -> str:
             isinstance(value, (str, bytes)) else repr(value))
 
 
-def seeded_inputs(shape: Tuple[int, int, int, int], seed: int) -> np.ndarray:
-    return aligned_frozen_array(
-        np.random.RandomState(seed).uniform(INPUT_LOW, INPUT_HIGH, size=shape), np.float32)
+def seeded_inputs(shape: Tuple[int, ...], seed: int) -> np.ndarray:
+    """uniform(0, 255) from ``seed``, as float32. Drawn in chunks into the held buffer: the
+    numbers of one draw of the whole shape, without a float64 copy of a large input."""
+    draws = np.random.RandomState(seed)
+    held = aligned_empty(shape, np.float32)
+    flat = held.reshape(-1)
+    for start in range(0, flat.size, _CHUNK):
+        chunk = flat[start:start + _CHUNK]
+        chunk[...] = draws.uniform(INPUT_LOW, INPUT_HIGH, size=chunk.size)
+    held.flags.writeable = False
+    return held
 
 
 @dataclass(frozen=True)

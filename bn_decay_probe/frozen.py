@@ -43,13 +43,18 @@ def freeze(array: np.ndarray) -> np.ndarray:
 ALIGNMENT = 64
 
 
+def aligned_empty(shape: Any, dtype: Any) -> np.ndarray:
+    """A writable, uninitialized array in a buffer aligned for TensorFlow."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(size + ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start:start + size].view(dtype).reshape(shape)
+
+
 def aligned_frozen_array(values: Any, dtype: Any) -> np.ndarray:
     """A read-only copy of ``values`` as ``dtype`` in a buffer aligned for TensorFlow."""
     values = np.asarray(values)
-    size = values.size * np.dtype(dtype).itemsize
-    raw = np.empty(size + ALIGNMENT, np.uint8)
-    start = -raw.ctypes.data % ALIGNMENT
-    array = raw[start:start + size].view(dtype).reshape(values.shape)
+    array = aligned_empty(values.shape, dtype)
     array[...] = values
     array.flags.writeable = False
     return array
