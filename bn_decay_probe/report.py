@@ -276,9 +276,11 @@ def render_matrix(matrix: Any) -> str:
                  row.updates + ("" if row.share_variables else " (unshared)")
                  + ("" if row.trainable else " (trainable=False)")]
         m = row.measured
-        if m is None:
-            unavailable.append("  [%d] %s" % (len(unavailable) + 1, row.unavailable))
-            cells += ["unavailable [%d]" % len(unavailable)] + [""] * (len(header) - 4)
+        if m is None:  # one footnote per distinct reason
+            if row.unavailable not in unavailable:
+                unavailable.append(row.unavailable)
+            cells += ["unavailable [%d]" % (unavailable.index(row.unavailable) + 1)]
+            cells += [""] * (len(header) - 4)
         else:
             cells += ["fused" if m.fused else "non-fused", "yes" if m.updated else "NO",
                       m.variance,
@@ -305,5 +307,6 @@ def render_matrix(matrix: Any) -> str:
         "within N = 3x the prediction.",
     ]
     if unavailable:
-        lines += ["unavailable with this TensorFlow:"] + unavailable
+        lines += ["unavailable with this TensorFlow:"]
+        lines += ["  [%d] %s" % (i + 1, reason) for i, reason in enumerate(unavailable)]
     return "\n".join(lines)

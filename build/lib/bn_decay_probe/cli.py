@@ -1,0 +1,219 @@
+"""Command line: ``run_experiment.py`` / ``bn-decay-probe`` / ``python -m bn_decay_probe``.
+
+Arguments are validated before TensorFlow is imported, so bad input fails in milliseconds with
+one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import __version__
+from .config import (APIS, DATA_FORMATS, DEFAULT_EPSILON, DEFAULT_SHAPE, DEVICES, UPDATES,
+                     ProbeConfig, check_decay, check_device, check_shape, seeded_inputs)
+from .cli_support import Parser, check_writable, fail
+from .errors import DeviceFallbackWarning, ProbeConfigError
+from .matrix import MATRIX_DECAYS, MATRIX_SHAPE, MATRIX_TOL
+DEFAULT_DECAYS = (0.0, 1.0)  # the seed experiment's two values
+
+
+def _shape(text: str) -> Tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "must be 4 positive integers N,H,W,C such as 1,4,4,1, got %r" % text) from None
+
+
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
+    parser = Parser(prog=prog, description=(
+        "Run a batch-norm layer in train then test mode for each decay and show how "
+        "moving_mean and moving_variance change."), epilog=(
+        "Subcommand: 'doctor PATH' diagnoses the batch norm in your own checkpoint "
+        "(see 'doctor --help')."))
+    parser.add_argument("--decay", type=float, action="append", metavar="D",
+                        help="moving-average decay in [0, 1]; repeat for several "
+                             "(default: 0 and 1, the seed experiment's two values; with "
+                             "--matrix, the decays of its steps columns, default %s)"
+                             % ", ".join(map(str, MATRIX_DECAYS)))
+    fused = parser.add_mutually_exclusive_group()
+    fused.add_argument("--fused", dest="fused", action="store_true", default=None,
+                       help="force the fused kernel (TF's default for 4-D inputs)")
+    fused.add_argument("--no-fused", dest="fused", action="store_false", default=None,
+                       help="force the non-fused path (tf.nn.moments)")
+    parser.add_argument("--steps", type=int, default=None, metavar="K",
+                        help="train runs before the test run (default 1); with --batches, "
+                             "passes over the batches")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="seed of the uniform(0, 255) input (default 0)")
+    parser.add_argument("--shape", type=_shape, default=None, metavar="N,H,W,C",
+                        help="input shape (default 1,4,4,1; %s with --matrix)"
+                             % ",".join(map(str, MATRIX_SHAPE)))
+    parser.add_argument("--epsilon", type=float, default=DEFAULT_EPSILON, metavar="E",
+                        help="added to the variance (default %g)" % DEFAULT_EPSILON)
+    parser.add_argument("--device", default="auto", metavar="|".join(DEVICES),
+                        help="auto: GPU if TensorFlow sees one, else CPU (default); cpu; gpu")
+    parser.add_argument("--api", default=None, metavar="|".join(APIS),
+                        help="contrib: tf.contrib.layers.batch_norm (default); layers: "
+                             "tf.layers.batch_normalization; keras: tf.keras.layers."
+                             "BatchNormalization; nn: tf.nn.fused_batch_norm / tf.nn.moments")
+    parser.add_argument("--updates", default=None, metavar="|".join(UPDATES),
+                        help="inplace: updates run with the train output (default); update_ops:"
+                             " UPDATE_OPS run with the train step; forgotten: never run")
+    parser.add_argument("--data-format", default=None, metavar="|".join(DATA_FORMATS),
+                        help="layout in the graph (default NHWC); inputs stay NHWC")
+    parser.add_argument("--zero-debias", action="store_true",
+                        help="contrib's zero_debias_moving_mean")
+    parser.add_argument("--no-trainable", dest="trainable", action="store_false",
+                        help="trainable=False for the contrib/layers/keras layer (in TF 2.x "
+                             "tf.keras this also means inference mode)")
+    parser.add_argument("--unshared", action="store_true",
+                        help="build the branches the way that gives each its own variables")
+    parser.add_argument("--batches", type=_batches, default=None, metavar="K|FILE.npy",
+                        help="train on K batches of --shape drawn from --seed + 1, or on the "
+                             "batches [B, N, H, W, C] in FILE.npy; the test input stays one")
+    parser.add_argument("--tol", type=float, default=None, metavar="T",
+                        help="tolerance of 'test output within T of train output' for steps "
+                             "to converge (default %g)" % MATRIX_TOL)
+    parser.add_argument("--matrix", action="store_true",
+                        help="measure the semantics matrix (api x fused x updates) instead")
+    parser.add_argument("--json", metavar="PATH|-",
+                        help="also write every measurement as JSON to PATH; '-' writes only "
+                             "JSON to stdout")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's own log lines and deprecation warnings")
+    parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    return parser
+
+
+def _batches(text: str) -> Any:
+    if text.isdigit():
+        return int(text)
+    if not text.endswith(".npy"):
+        raise argparse.ArgumentTypeError("must be a count K or a FILE.npy, got %r" % text)
+    return text
+
+
+def _load_batches(value: Any, shape: Optional[Tuple[int, ...]], seed: int) -> Any:
+    """--batches K draws K batches (from seed + 1, so they differ from the test input);
+    --batches FILE.npy loads them."""
+    if isinstance(value, int):
+        if value < 1:
+            raise ProbeConfigError("--batches must be a count >= 1 or a FILE.npy, got %d" % value)
+        return seeded_inputs((value,) + check_shape(shape or DEFAULT_SHAPE), seed + 1)
+    try:
+        return np.load(value, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ProbeConfigError("--batches %s cannot be read: %s"
+                               % (value, getattr(exc, "strerror", None) or
+                                  str(exc).splitlines()[0])) from None
+
+
+# Options that choose one probe; --matrix measures its own grid of them (--decay there picks
+# the decays of its steps-to-converge columns).
+_PROBE_ONLY = ("fused", "steps", "api", "updates", "data_format", "zero_debias",
+               "unshared", "batches", "epsilon", "trainable")
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(prog)
+    if argv[:1] == ["doctor"]:
+        from .doctor_cli import main as doctor
+
+        return doctor(argv[1:], "%s doctor" % parser.prog)
+    args = parser.parse_args(argv)
+    try:
+        if args.tol is not None and not (args.tol > 0 and np.isfinite(args.tol)):
+            raise ProbeConfigError("--tol must be a finite number > 0, got %r" % args.tol)
+        if args.matrix:
+            flags = {"fused": "--fused/--no-fused", "trainable": "--no-trainable"}
+            given = [flags.get(name, "--" + name.replace("_", "-"))
+                     for name in _PROBE_ONLY if getattr(args, name) != parser.get_default(name)]
+            if given:
+                raise ProbeConfigError("--matrix measures its own grid of api, fused and "
+                                       "updates; it cannot be combined with %s" % ", ".join(given))
+            check_device(args.device)
+            shape = check_shape(args.shape or MATRIX_SHAPE)
+            decays = tuple(check_decay(d) for d in (args.decay or MATRIX_DECAYS))
+            configs: List[ProbeConfig] = []
+        else:
+            batches = None if args.batches is None else \
+                _load_batches(args.batches, args.shape, args.seed)
+            configs = [ProbeConfig.create(
+                decay=decay, shape=args.shape, seed=args.seed, fused=args.fused,
+                steps=1 if args.steps is None else args.steps, epsilon=args.epsilon,
+                device=args.device, api=args.api or "contrib",
+                updates=args.updates or "inplace", data_format=args.data_format or "NHWC",
+                zero_debias=args.zero_debias, share_variables=not args.unshared,
+                batches=batches, trainable=args.trainable)
+                for decay in (args.decay or DEFAULT_DECAYS)]
+        if args.json not in (None, "-"):
+            check_writable(args.json)
+    except ProbeConfigError as exc:
+        return fail(parser.prog, str(exc))
+
+    from . import backend  # still no TensorFlow: that comes with the first probe
+
+    backend.set_verbose(args.verbose)
+    if not args.verbose:
+        backend.silence_native_logs()
+    from . import report
+
+    tol = MATRIX_TOL if args.tol is None else args.tol
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeviceFallbackWarning)  # printed below, once
+            if args.matrix:
+                document, text = _matrix(decays, shape, args.seed, args.device, tol)
+            else:
+                document, text = _probes(configs, tol)
+    except (ProbeConfigError, backend.BackendUnavailableError) as exc:
+        return fail(parser.prog, str(exc))
+
+    if args.json == "-":
+        print(report.to_json(document))
+        return 0
+    print(text)
+    if args.json:
+        with open(args.json, "w") as handle:
+            handle.write(report.to_json(document) + "\n")
+    return 0
+
+
+def _note_once(notices: List[str], notice: Optional[str]) -> None:
+    if notice and notice not in notices:
+        notices.append(notice)
+        print("note: %s" % notice, file=sys.stderr)
+
+
+def _probes(configs: Sequence[ProbeConfig], tol: float) -> Tuple[Dict[str, Any], str]:
+    from . import report, runner
+
+    results, notices = [], []  # type: ignore[var-annotated]
+    for config in configs:
+        results.append(runner.run(config))
+        _note_once(notices, results[-1].device.notice)
+    text = ("\n\n" + "=" * 72 + "\n\n").join(report.render_text(r, tol) for r in results)
+    return report.json_document(results), text
+
+
+def _matrix(decays: Sequence[float], shape: Tuple[int, ...], seed: int, device: str,
+            tol: float) -> Tuple[Dict[str, Any], str]:
+    from . import backend, devices, report
+    from .matrix import semantics_matrix
+
+    _note_once([], devices.resolve(device, backend.visible_gpus()).notice)
+    progress = None
+    if sys.stderr.isatty():
+        def progress(row: str) -> None:
+            print("\r\033[Kmeasuring %s" % row, end="", file=sys.stderr, flush=True)
+    matrix = semantics_matrix(decays, tol, shape, seed, device, progress)
+    if progress:
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
+    return {"bn_decay_probe": __version__, "matrix": matrix.to_dict()}, \
+        report.render_matrix(matrix)

@@ -1,0 +1,272 @@
+"""Renders ProbeResults: a text report in the seed's spirit, an HTML table, a JSON document.
+
+Every number shown is either read from the result (a measurement) or computed by ``theory``
+from the result's inputs and labelled as the rule's prediction.
+"""
+from __future__ import annotations
+
+import html
+import json
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+
+from . import __version__, theory
+from .result import SNAPSHOTS, ProbeResult, short_name
+
+SNAPSHOT_TITLES = ("before train", "after train", "before test", "after test")
+RULE_TITLE = "rule after train"
+RULE_LEGEND = ("rule after train = decay * moving + (1 - decay) * batch statistic at every "
+               "step (numpy, float64; variance biased, or x n/(n-1) when fused)")
+DEFAULT_TOL = 0.01  # in output units: the train output has unit variance per channel
+_FULL_ARRAYS_UP_TO = 64  # elements: small inputs are printed whole, as the seed did
+_TRAJECTORY_ROWS = 12
+
+
+def _num(value: float) -> str:
+    return "%.7g" % value  # float32 carries about 7 significant digits
+
+
+def _vector(values: np.ndarray) -> str:
+    return "[" + ", ".join(_num(v) for v in np.ravel(values)) + "]"
+
+
+def _labels(result: ProbeResult) -> Dict[str, str]:
+    """Short names where they are unambiguous, full names where two branches' variables
+    share one (unshared branches)."""
+    shorts = [v.short_name for v in result.variables]
+    return {v.name: v.short_name if shorts.count(v.short_name) == 1 else v.name.split(":")[0]
+            for v in result.variables}
+
+
+def _rows(result: ProbeResult) -> List[List[str]]:
+    predicted = {name: values[-1] for name, values in result.predicted_trajectory().items()}
+    train_variables = result.branch_variables["train"]
+    rows = []
+    for full, label in _labels(result).items():
+        rule = predicted.get(short_name(full)) if full in train_variables else None
+        for channel in range(np.size(result.snapshots["before_train"][full])):
+            row = [label, str(channel)]
+            row += [_num(np.ravel(result.snapshots[s][full])[channel]) for s in SNAPSHOTS]
+            row.append("" if rule is None else _num(rule[channel]))
+            rows.append(row)
+    return rows
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 2) -> List[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(c.ljust(w) if i < left else c.rjust(w)  # noqa: E731
+                               for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+    return [line(header)] + [line(r) for r in rows]
+
+
+def _describe(result: ProbeResult) -> List[str]:
+    c = result.config
+    source = ("uniform(0, 255) drawn with seed %d" % c.seed if c.input_source == "seed"
+              else "given (%s, held as float32)" % c.input_dtype)
+    requested = "TF default" if c.fused is None else "requested"
+    options = "" if (c.api, c.updates) == ("contrib", "inplace") else \
+        " | api %s, updates %s" % (c.api, c.updates)
+    options += "" if c.data_format == "NHWC" else " | %s" % c.data_format
+    options += " | zero_debias" if c.zero_debias else ""
+    options += " | trainable=False" if not c.trainable else ""
+    steps = "steps %d" % c.steps if c.batches is None else \
+        "steps %d x %d batches %s" % (c.steps, len(c.batches), list(c.batches.shape[1:]))
+    device = ", ".join(result.device.ran_on) or "(no op traced)"
+    lines = [
+        "decay %g%s | fused %s (%s) | %s | epsilon %g (graph: %s) | input %s %s"
+        % (c.decay, options, "yes" if result.fused else "no", requested, steps, c.epsilon,
+           _num(result.epsilon["train"]), list(c.shape), source),
+        "ran on %s (device %s%s) | TensorFlow %s"
+        % (device, c.device, ": " + result.device.notice if result.device.notice else "",
+           result.versions["tensorflow"]),
+    ]
+    if result.device.ran_on and set(result.device.ran_on) != {result.device.target}:
+        lines.append("note: built for %s, but soft placement ran ops on %s"
+                     % (result.device.target, device))
+    shapes = {v.name: list(v.shape) for v in result.variables}
+    if result.branches_share_variables:
+        lines.append("variables shared by train and test: %s"
+                     % ", ".join("%s %s" % (n, shapes[n]) for n in result.shared_variables))
+        only_train = sorted(set(result.branch_variables["train"]) - set(result.shared_variables))
+        if only_train:
+            lines.append("train branch only: %s" % ", ".join(only_train))
+    else:
+        lines.append("train and test do NOT share variables: train reads %s, test reads %s"
+                     % (list(result.branch_variables["train"]),
+                        list(result.branch_variables["test"])))
+    return lines
+
+
+def _notes(result: ProbeResult) -> List[str]:
+    """Measured facts a reader could miss in the table."""
+    notes = []
+    if result.decay < 1 and not result.moving_statistics_updated:
+        notes.append("note: the train phase did not change moving_mean or moving_variance: "
+                     "their update ops did not run (updates %r, api %r)"
+                     % (result.config.updates, result.config.api))
+    bad = sorted({_labels(result)[n] for values in result.snapshots.values()
+                  for n, v in values.items() if not np.all(np.isfinite(v))})
+    if bad:
+        notes.append("note: non-finite values (NaN or inf) in %s" % ", ".join(bad))
+    return notes
+
+
+def _statistics(result: ProbeResult) -> List[str]:
+    fed = result.batch_statistics
+    if fed:
+        lines = ["batch statistics fed to the moving averages (measured, last step): %s"
+                 % ", ".join("%s %s" % (name.split("_")[1], _vector(values))
+                             for name, values in fed.items())]
+    else:
+        lines = ["the train branch has no moving-average update op: nothing is fed to the "
+                 "moving averages"]
+    last = result.config.train_inputs()[-1]
+    n = theory.elements_per_channel(last.shape)
+    lines.append("numpy on that step's input: mean %s, biased variance %s, x n/(n-1) %s (n = %d)"
+                 % (_vector(theory.batch_mean(last)), _vector(theory.batch_variance(last)),
+                    _vector(theory.batch_variance(last, unbiased=True)) if n > 1
+                    else "undefined", n))
+    if result.batches is not None:
+        population = theory.population_statistics(result.batches)
+        after = result.after["train"]
+        lines += [
+            "over all %d batches (numpy): population mean %s, variance %s; the BN paper's "
+            "estimate E[batch mean] %s, m/(m-1) E[batch variance] %s"
+            % (len(result.batches), _vector(population["mean"]), _vector(population["variance"]),
+               _vector(population["paper_mean"]), _vector(population["paper_variance"])),
+            "moving averages after training (measured): mean %s, variance %s"
+            % (_vector(after["moving_mean"]), _vector(after["moving_variance"]))]
+    return lines
+
+
+def _trajectory(result: ProbeResult, tol: float) -> List[str]:
+    steps = result.config.train_steps
+    if steps < 2 and result.batches is None:
+        return [_convergence_line(result, tol)]
+    picks = sorted({k for k in (1, 2, 3) if k <= steps} | {steps} |
+                   {int(round(k)) for k in np.geomspace(1, steps, _TRAJECTORY_ROWS - 4)})
+    predicted = result.predicted_trajectory()
+    header = ["step", "moving_mean", "rule", "moving_variance", "rule"]
+    has_gap = "gap" in result.trajectory
+    if has_gap:
+        header.append("max |test - train|")
+    rows = []
+    for step in picks:
+        row = [str(step)]
+        for name in ("moving_mean", "moving_variance"):
+            row += [_vector(result.trajectory[name][step - 1]), _vector(predicted[name][step - 1])]
+        if has_gap:
+            row.append(_num(result.trajectory["gap"][step - 1]))
+        rows.append(row)
+    lines = ["", "after each train step (measured; rule = numpy):"] + _table(header, rows, 1)
+    return lines + ([_convergence_line(result, tol)] if has_gap else [])
+
+
+def _convergence_line(result: ProbeResult, tol: float) -> str:
+    return ("test output within %g of train output: %s"
+            % (tol, result.steps_to_converge(tol).describe()))
+
+
+def _outputs(result: ProbeResult) -> List[str]:
+    x, train, test = result.inputs, result.outputs["train"], result.outputs["test"]
+    lines = []
+    if x.size <= _FULL_ARRAYS_UP_TO and result.batches is None:
+        for channel in range(result.config.channels):
+            suffix = " (channel %d)" % channel if result.config.channels > 1 else ""
+            for title, values in (("input", x), ("train output", train), ("test output", test)):
+                lines.append("%-26s %s" % (title + suffix + ":", _vector(values[..., channel])))
+    else:
+        for channel in range(result.config.channels):
+            lines.append("channel %d: train output mean %s std %s | test output mean %s std %s"
+                         % (channel, _num(train[..., channel].mean()),
+                            _num(train[..., channel].std()), _num(test[..., channel].mean()),
+                            _num(test[..., channel].std())))
+    if train.shape == test.shape:
+        gap = np.abs(test.astype(np.float64) - train)
+        lines.append("max |test output - train output| = %s" % _num(gap.max()))
+    return lines
+
+
+def render_text(result: ProbeResult, tol: float = DEFAULT_TOL) -> str:
+    """The seed's printout, tidied: each variable before and after each phase, then outputs."""
+    header = ["variable", "ch", *SNAPSHOT_TITLES, RULE_TITLE]
+    lines = _describe(result) + [""] + _table(header, _rows(result)) + [RULE_LEGEND]
+    lines += _notes(result) + [""] + _statistics(result) + _trajectory(result, tol)
+    return "\n".join(lines + [""] + _outputs(result))
+
+
+def render_html(result: ProbeResult) -> str:
+    """The variables table for Jupyter (ProbeResult._repr_html_)."""
+    header = ["variable", "ch", *SNAPSHOT_TITLES, RULE_TITLE]
+    head = "".join("<th>%s</th>" % html.escape(h) for h in header)
+    body = "".join("<tr>%s</tr>" % "".join("<td>%s</td>" % html.escape(c) for c in row)
+                   for row in _rows(result))
+    caption = "<br>".join(html.escape(line) for line in _describe(result) + _notes(result))
+    return ("<table><caption style='text-align:left'>%s</caption><thead><tr>%s</tr></thead>"
+            "<tbody>%s</tbody></table><p><small>%s</small></p>"
+            % (caption, head, body, html.escape(RULE_LEGEND)))
+
+
+def json_document(results: Sequence[ProbeResult]) -> Dict[str, Any]:
+    return {"bn_decay_probe": __version__, "results": [r.to_dict() for r in results]}
+
+
+def to_json(document: Dict[str, Any]) -> str:
+    # allow_nan=False: results encode NaN/inf as strings; anything else non-finite is a bug.
+    return json.dumps(document, separators=(",", ":"), allow_nan=False)
+
+
+def _convergence_cell(convergence: Any) -> str:
+    predicted = "never" if convergence.predicted is None else str(convergence.predicted)
+    if convergence.measured is not None:
+        measured = str(convergence.measured)
+    elif convergence.stopped.startswith("the variables stopped"):
+        measured = "never"
+    else:
+        measured = ">%d" % convergence.steps_run
+    return "%s (%s)" % (measured, predicted)
+
+
+def render_matrix(matrix: Any) -> str:
+    """The semantics matrix as a table; each cell measured in the run that made ``matrix``."""
+    header = ["api", "fused", "updates", "kernel", "updated", "variance fed",
+              "test==train @decay 0", "shared"]
+    header += ["steps @%g" % d for d in matrix.decays]
+    rows, unavailable = [], []
+    for row in matrix.rows:
+        cells = [row.api, "yes" if row.fused_requested else "no",
+                 row.updates + ("" if row.share_variables else " (unshared)")
+                 + ("" if row.trainable else " (trainable=False)")]
+        m = row.measured
+        if m is None:
+            unavailable.append("  [%d] %s" % (len(unavailable) + 1, row.unavailable))
+            cells += ["unavailable [%d]" % len(unavailable)] + [""] * (len(header) - 4)
+        else:
+            cells += ["fused" if m.fused else "non-fused", "yes" if m.updated else "NO",
+                      m.variance,
+                      "%s (%s)" % ("yes" if m.test_equals_train else "no",
+                                   _num(m.gap_at_decay_0)),
+                      "yes" if m.branches_share_variables else "NO"]
+            cells += [_convergence_cell(m.convergence[d]) for d in matrix.decays]
+        rows.append(cells)
+    versions = matrix.versions
+    lines = ["semantics matrix: input %s uniform(0, 255) seed %d | TensorFlow %s"
+             % (list(matrix.shape), matrix.seed, versions["tensorflow"]), ""]
+    lines += _table(header, rows, 4)
+    lines += [
+        "",
+        "updated: moving statistics changed by one train step at decay 0. variance fed: the "
+        "variance that step fed to",
+        "  moving_variance, compared with numpy's biased and n/(n-1) values. test==train: max "
+        "|test output - train output|",
+        "  after that step, 'yes' within 1e-4. shared: the test branch reads only variables the "
+        "train branch updates.",
+        "steps @d: train steps until max |test - train| <= %g (output units), measured "
+        "(predicted by the closed form);" % matrix.tol,
+        "  'never': a step left every variable unchanged, so the gap cannot shrink; '>N': not "
+        "within N = 3x the prediction.",
+    ]
+    if unavailable:
+        lines += ["unavailable with this TensorFlow:"] + unavailable
+    return "\n".join(lines)
