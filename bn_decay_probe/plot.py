@@ -58,10 +58,11 @@ def sweep_figure(sweep: Any, channel: int = 0, tol: float = 0.01, shown: int = 6
     colors = [c["color"] for c in _color_cycle()]
     measured = dict(linewidth=3, alpha=0.55, marker="o" if len(steps) <= 30 else None)
     closed = dict(color="black", linewidth=1, linestyle="--")  # on top: overlap is agreement
-    for n, index in enumerate(shown_indices(len(results), shown)):
+    picked = shown_indices(len(results), shown)
+    for n, index in enumerate(picked):
         r, color = results[index], colors[n % len(colors)]
         rule = r.predicted_trajectory()
-        label = "closed form" if n == 0 else "_nolegend_"
+        label = "closed form" if n == len(picked) - 1 else "_nolegend_"  # last in the legend
         for axes, name in ((means, "moving_mean"), (variances, "moving_variance")):
             start = r.before["train"][name][channel]
             axes.plot(steps, np.r_[start, r.trajectory[name][:, channel]], color=color,

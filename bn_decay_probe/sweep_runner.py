@@ -39,6 +39,7 @@ class _SweepGraph(NamedTuple):
     decay: Any  # the float64 placeholder
     variables: List[Any]  # sorted by name, the rows of every read
     fetches: List[Any]  # one step, as _Fetched
+    initial: List[Any]  # the values the variables' initializers assign
     after_reset: Any  # read after the variables are set back to their initial values
     branch_ops: Dict[str, frozenset]
     branch_variables: Dict[str, Tuple[str, ...]]
@@ -75,8 +76,9 @@ def _build(config: ProbeConfig, target: str) -> _SweepGraph:
                 with tf1.control_dependencies([outputs["test"]]):
                     after_test = read()
                 # The initializers' own values, so the next decay starts where probe() starts.
+                initial = [v.initial_value for v in variables]
                 with tf1.control_dependencies([after_test]):
-                    reset = tf1.group(*[v.assign(v.initial_value) for v in variables])
+                    reset = tf1.group(*[v.assign(i) for v, i in zip(variables, initial)])
                 with tf1.control_dependencies([reset]):
                     after_reset = read()
             by_op = {v.op.name: v for v in variables}
@@ -99,7 +101,7 @@ def _build(config: ProbeConfig, target: str) -> _SweepGraph:
             initializers.append(tf1.variables_initializer(variables))
             update_ops = tuple(u.name for u in tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
         g.finalize()
-    return _SweepGraph(g, feeds, initializers, decay, variables, fetches, after_reset,
+    return _SweepGraph(g, feeds, initializers, decay, variables, fetches, initial, after_reset,
                        branch_ops, branch_variables,
                        {p: graph._is_fused(g, branch_ops[p]) for p in graph.PHASES},
                        {p: graph._epsilon(g, branch_ops[p]) for p in graph.PHASES}, update_ops)
@@ -134,8 +136,7 @@ def run(config: ProbeConfig, decays: Sequence[float],
         return _Fetched(*callables[last](decay))
 
     try:
-        before = np.array(session.run([built.initializers, [v.initial_value for v in
-                                                              built.variables]],
+        before = np.array(session.run([built.initializers, built.initial],
                                       feed_dict=built.feeds)[1])
         shared = _Shared(config, built, backend.versions())
         results = []
