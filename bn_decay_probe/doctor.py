@@ -23,6 +23,7 @@ import math
 import numbers
 import os
 import re
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -58,6 +59,12 @@ _CHECKPOINT_FILE = re.compile(r"\.(index|meta|data-\d{5}-of-\d{5})$")
 _COPY_SUFFIX = re.compile(r"_\d+$")  # what TF appends to a scope name that is already taken
 _UPDATE_OPS = frozenset({"AssignSub", "AssignSubVariableOp"})
 _PASS_THROUGH = frozenset({"Identity", "RefIdentity", "Switch", "RefSwitch", "Enter", "RefEnter"})
+# Control flow v2 (the default under TF 2.x, also in graph mode): tf.cond builds an If op whose
+# branches are functions, and contrib puts its update ops inside the training branch.
+_IF_OPS = frozenset({"If", "StatelessIf"})
+_BRANCHES = ("then_branch", "else_branch")
+# The graph collection behind tf.compat.v1.get_variable (TF 1.15 and 2.x alike).
+_VARIABLE_STORE = ("__variable_store",)
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,9 @@ class LayerSummary:
     channels: Optional[int]
     kind: Optional[str]  # graph mode: "contrib", "tf.layers" or "tf.keras"; checkpoint: None
     decay: Optional[float]  # the decay used for PARTLY_CONVERGED: given, or read from the graph
-    update_ops: Tuple[str, ...]  # graph mode: names of the moving-average update ops
+    # graph mode: names of the ops that run the moving-average updates; when a control flow v2
+    # cond (TF 2.x) holds them, the If op
+    update_ops: Tuple[str, ...]
     mean_range: Optional[Tuple[float, float]]  # (min, max) ignoring NaN; None if not read
     variance_range: Optional[Tuple[float, float]]
 
@@ -125,7 +134,8 @@ class _Layer:
     variance: Optional[np.ndarray] = None
     kind: Optional[str] = None
     decay: Optional[float] = None
-    update_ops: List[Any] = field(default_factory=list)
+    update_ops: List[Any] = field(default_factory=list)  # ops of the graph that run the updates
+    in_place: Set[Any] = field(default_factory=set)  # those of update_ops the output depends on
     variables: Dict[str, Any] = field(default_factory=dict)  # graph mode: short name -> tf.Variable
 
     @property
@@ -256,8 +266,9 @@ def diagnose_graph(graph: Any, train_op: Any = None, session: Any = None, decay:
 
     with backend.quiet() as tf1:
         _check_graph_arguments(tf1, graph, train_op, session)
-        layers = _graph_layers(tf1, graph)
-        findings = _wiring_findings(tf1, graph, layers, train_op)
+        collected = _ancestors(_collected_ops(tf1, graph))  # what running UPDATE_OPS runs
+        layers = _graph_layers(tf1, graph, collected)
+        findings = _wiring_findings(tf1, layers, train_op, collected)
         step = None if session is None else _read_values(tf1, graph, session, layers)
     for layer in layers:
         layer.decay = decay if decay is not None else layer.decay
@@ -299,7 +310,10 @@ def _as_ops(tf1: Any, fetches: Any) -> List[Any]:
         return []
     if isinstance(fetches, tf1.Operation):
         return [fetches]
-    if isinstance(fetches, (tf1.Tensor, tf1.Variable)):
+    # A tensor's or a variable's op. Not isinstance(.., tf1.Variable): under TF 2.x resource
+    # variables are no tf.compat.v1.Variable -- every variable there, global_step too, and what
+    # assign_sub returns (a variable whose op is the update), which contrib puts in UPDATE_OPS.
+    if isinstance(getattr(fetches, "op", None), tf1.Operation):
         return [fetches.op]
     if isinstance(fetches, (list, tuple)):
         return [op for item in fetches for op in _as_ops(tf1, item)]
@@ -307,47 +321,188 @@ def _as_ops(tf1: Any, fetches: Any) -> List[Any]:
                            "them, got %r" % (fetches,))
 
 
-def _graph_layers(tf1: Any, graph: Any) -> List[_Layer]:
+def _graph_layers(tf1: Any, graph: Any, collected: Set[Any]) -> List[_Layer]:
     grouped: Dict[str, Dict[str, Any]] = {}
     for variable in graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES):
         parts = _moving_name(variable.op.name)
         if parts:
             grouped.setdefault(parts[0], {})[parts[1]] = variable
-    writers = _update_ops_by_variable(graph)
+    sites = _update_sites(graph)
     contrib = {v.op.name for v in graph.get_collection(tf1.GraphKeys.MODEL_VARIABLES)}
+    scoped = _get_variable_names(graph)
     layers = []
     for name, variables in sorted(grouped.items()):
         if len(variables) < 2:
             continue
         mean = variables[_MOVING[0]]
-        ops = [op for v in variables.values() for op in writers.get(v.op.name, [])]
-        layers.append(_Layer(name, mean.shape.num_elements(), kind=_kind(mean, contrib),
-                             decay=_graph_decay(tf1, ops), update_ops=ops, variables=variables))
+        found = [site for v in variables.values() for site in sites.get(v.op.name, [])]
+        ops = list(dict.fromkeys(site.op for site in found))  # one If op can run both updates
+        kind = _kind(mean, contrib, scoped, any(op in collected for op in ops))
+        layers.append(_Layer(name, mean.shape.num_elements(), kind=kind,
+                             decay=_graph_decay(tf1, [site.assign for site in found]),
+                             update_ops=ops, in_place={s.op for s in found if s.in_place},
+                             variables=variables))
     if not layers:
         raise ProbeConfigError("graph has no batch-norm layer: no pair of global variables named "
                                ".../moving_mean and .../moving_variance")
     return layers
 
 
-def _update_ops_by_variable(graph: Any) -> Dict[str, List[Any]]:
-    writers: Dict[str, List[Any]] = {}
+@dataclass(frozen=True)
+class _Site:
+    """Where a variable is updated: ``op`` of the graph runs ``assign`` (the op itself, or an If
+    op whose branch holds it); ``in_place``: an Identity (the layer's output) depends on it."""
+
+    op: Any
+    assign: Any
+    in_place: bool
+
+
+def _update_sites(graph: Any) -> Dict[str, List[_Site]]:
+    """Name of the variable's op (in a branch function: its placeholder) -> where it is updated.
+
+    Control flow v1 (TF 1.15) keeps cond branches in the graph, behind Switch ops; control flow
+    v2 (TF 2.x) puts them in functions of an If op, which stands for them in the graph."""
+    in_place = {dep for op in graph.get_operations() if op.type == "Identity"
+                for dep in op.control_inputs}
+    sites: Dict[str, List[_Site]] = {}
     for op in graph.get_operations():
         if op.type in _UPDATE_OPS:
-            target = op.inputs[0].op
-            while target.type in _PASS_THROUGH and target.inputs:
-                target = target.inputs[0].op
-            writers.setdefault(target.name, []).append(op)
-    return writers
+            target = _source(op.inputs[0]).name
+            sites.setdefault(target, []).append(_Site(op, op, op in in_place))
+        elif op.type in _IF_OPS:
+            for attr in _BRANCHES:
+                branch = _branch_graph(op, attr)
+                if branch is None:
+                    continue
+                index = {tensor.op.name: i for i, tensor in enumerate(branch.inputs)}
+                for name, inner in _update_sites(branch).items():
+                    if name in index:  # inputs[0] of an If op is its condition
+                        target = _source(op.inputs[index[name] + 1]).name
+                        sites.setdefault(target, []).extend(
+                            _Site(op, site.assign, site.in_place) for site in inner)
+    return sites
 
 
-def _kind(variable: Any, contrib_variables: Set[str]) -> str:
-    """contrib / slim batch_norm puts its moving statistics in MODEL_VARIABLES; tf.keras creates
-    resource variables (VarHandleOp) where tf.layers, in a TF1 graph, creates ref variables,
-    unless resource variables were enabled. Telling tf.layers from tf.keras only picks the finding
-    code: tf.layers always collects its updates in UPDATE_OPS."""
-    if variable.op.name in contrib_variables:
+def _source(tensor: Any) -> Any:
+    op = tensor.op
+    while op.type in _PASS_THROUGH and op.inputs:
+        op = op.inputs[0].op
+    return op
+
+
+def _branch_graph(op: Any, attr: str) -> Any:
+    """The function graph of an If op's branch: the one TF built, or for a graph imported from a
+    GraphDef or MetaGraphDef, where TF keeps only the function's definition, a view of that."""
+    name = op.get_attr(attr).name
+    graph = op.graph
+    while graph is not None:
+        function = graph._get_function(name)  # pylint: disable=protected-access
+        if function is not None:
+            built = getattr(function, "graph", None)
+            if built is not None:
+                return built
+            definition = _function_definition(graph, name)
+            return None if definition is None else _FunctionView(definition, graph)
+        graph = getattr(graph, "outer_graph", None)
+    return None
+
+
+# graph -> {function name: FunctionDef}, from the graph's GraphDef (serialized once per graph).
+_LIBRARIES: "weakref.WeakKeyDictionary[Any, Dict[str, Any]]" = weakref.WeakKeyDictionary()
+
+
+def _function_definition(graph: Any, name: str) -> Any:
+    """The FunctionDef of the graph's library. Read from the GraphDef: the function object's own
+    ``definition`` registers the function with the eager context, which fails for an imported
+    function whose name a function of this process already has."""
+    library = _LIBRARIES.get(graph)
+    if library is None or name not in library:
+        library = {f.signature.name: f for f in graph.as_graph_def().library.function}
+        _LIBRARIES[graph] = library
+    return library.get(name)
+
+
+class _FunctionView:
+    """A FunctionDef read as the little of a graph the doctor walks: operations with type,
+    inputs, control inputs and attributes, and the function's inputs and outputs."""
+
+    def __init__(self, definition: Any, outer_graph: Any) -> None:
+        self.outer_graph = outer_graph
+        self._args = {arg.name: _NodeView(self, arg.name, "Placeholder", (), None)
+                      for arg in definition.signature.input_arg}
+        self._nodes = {node.name: _NodeView(self, node.name, node.op, node.input, node.attr)
+                       for node in definition.node_def}
+        self.inputs = [_TensorView(self._args[arg.name], 0)
+                       for arg in definition.signature.input_arg]
+        self.outputs = [self.tensor(definition.ret[arg.name])
+                        for arg in definition.signature.output_arg]
+
+    def get_operations(self) -> List[Any]:
+        return list(self._nodes.values())
+
+    def _get_function(self, name: str) -> None:
+        return None  # the library is the outer graph's
+
+    def tensor(self, ref: str) -> Any:
+        """"arg" (a function input) or "node:output_arg:index"; the index is the output's
+        position for the ops walked here (one output argument each)."""
+        if ":" not in ref:
+            return _TensorView(self._args[ref], 0)
+        node, _, index = ref.partition(":")
+        return _TensorView(self._nodes[node], int(index.rpartition(":")[2] or 0))
+
+    def node(self, name: str) -> Any:
+        return self._nodes[name]
+
+
+class _NodeView:
+    def __init__(self, graph: _FunctionView, name: str, type_: str, inputs: Sequence[str],
+                 attrs: Any) -> None:
+        self.graph, self.name, self.type = graph, name, type_
+        self._inputs, self._attrs = list(inputs), attrs
+
+    @property
+    def inputs(self) -> List[Any]:
+        return [self.graph.tensor(ref) for ref in self._inputs if not ref.startswith("^")]
+
+    @property
+    def control_inputs(self) -> List[Any]:
+        return [self.graph.node(ref[1:]) for ref in self._inputs if ref.startswith("^")]
+
+    def get_attr(self, name: str) -> Any:
+        value = self._attrs[name]
+        return getattr(value, value.WhichOneof("value"))
+
+
+@dataclass(frozen=True)
+class _TensorView:
+    op: Any
+    value_index: int
+
+
+def _get_variable_names(graph: Any) -> Set[str]:
+    """Names of the variables tf.compat.v1.get_variable made (contrib and tf.layers do, tf.keras
+    does not); empty for a graph that was imported rather than built."""
+    stores = graph.get_collection(_VARIABLE_STORE)
+    return set(getattr(stores[0], "_vars", {})) if stores else set()
+
+
+def _kind(variable: Any, contrib_variables: Set[str], scoped_variables: Set[str],
+          collected: bool) -> str:
+    """contrib / slim batch_norm puts its moving statistics in MODEL_VARIABLES; tf.layers makes
+    them with tf.compat.v1.get_variable, tf.keras does not. TF 1.x's tf.layers makes ref variables
+    (VariableV2), tf.keras resource variables; under TF 2.x both make resource variables. A graph
+    imported from a MetaGraphDef has no record of get_variable: there a resource variable whose
+    updates are in UPDATE_OPS is taken for tf.layers', which always collects them. Telling
+    tf.layers from tf.keras only picks the finding code, KERAS_UPDATES_NOT_COLLECTED being for
+    updates outside UPDATE_OPS."""
+    name = variable.op.name
+    if name in contrib_variables:
         return "contrib"
-    return "tf.keras" if variable.op.type == "VarHandleOp" else "tf.layers"
+    if name in scoped_variables or variable.op.type != "VarHandleOp":
+        return "tf.layers"
+    return "tf.layers" if collected and not scoped_variables else "tf.keras"
 
 
 def _graph_decay(tf1: Any, update_ops: Sequence[Any]) -> Optional[float]:
@@ -372,8 +527,14 @@ def _constant(tf1: Any, tensor: Any) -> Optional[float]:
         return _constant(tf1, op.inputs[0])
     if op.type == "Merge":
         # contrib, tf.layers and tf.keras build cond(training, decay, 1) for a tensor training
-        # flag; the Merge's second input is the true (training) branch.
+        # flag; in control flow v1 the Merge's second input is the true (training) branch.
         return _constant(tf1, op.inputs[1])
+    if op.type in _IF_OPS:
+        # Control flow v2: the output of the then (training) branch's function.
+        branch = _branch_graph(op, _BRANCHES[0])
+        if branch is None or tensor.value_index >= len(branch.outputs):
+            return None
+        return _constant(tf1, branch.outputs[tensor.value_index])
     if op.type in ("Sub", "Add", "Mul"):
         a, b = (_constant(tf1, t) for t in op.inputs)
         if a is None or b is None:
@@ -382,19 +543,27 @@ def _constant(tf1: Any, tensor: Any) -> Optional[float]:
     return None
 
 
-def _wiring_findings(tf1: Any, graph: Any, layers: Sequence[_Layer],
-                     train_op: Any) -> List[Finding]:
-    in_place = {dep for op in graph.get_operations() if op.type == "Identity"
-                for dep in op.control_inputs}
-    collected = _ancestors(_as_ops(tf1, graph.get_collection(tf1.GraphKeys.UPDATE_OPS)))
+def _wiring_findings(tf1: Any, layers: Sequence[_Layer], train_op: Any,
+                     collected: Set[Any]) -> List[Finding]:
     run = _ancestors(_as_ops(tf1, train_op)) if train_op is not None else collected
     findings = []
     for layer in layers:
-        missing = [op for op in layer.update_ops if op not in in_place and op not in run]
+        missing = [op for op in layer.update_ops if op not in layer.in_place and op not in run]
         if missing:
             outside = not any(op in collected for op in missing)
             findings.append(_wiring_finding(layer, missing, train_op is not None, outside))
     return findings
+
+
+def _collected_ops(tf1: Any, graph: Any) -> List[Any]:
+    """The ops behind UPDATE_OPS; an item session.run could not run is no update op."""
+    ops = []
+    for item in graph.get_collection(tf1.GraphKeys.UPDATE_OPS):
+        try:
+            ops += _as_ops(tf1, item)
+        except ProbeConfigError:
+            pass
+    return ops
 
 
 def _ancestors(roots: Iterable[Any]) -> Set[Any]:

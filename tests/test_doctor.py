@@ -1,9 +1,12 @@
 """BN doctor on real models: small conv + batch-norm nets (contrib, tf.layers, tf.keras) trained a
 few Adam steps on synthetic data, with and without each planted bug, saved with
 tf.compat.v1.train.Saver. Expected values come from the update rule and numpy, never from the
-doctor itself."""
+doctor itself. Every test runs on both backends; where TF 1.15 and TF 2.13 build different graphs
+or files, the test says what each builds (measured)."""
+import functools
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -14,6 +17,7 @@ from bn_decay_probe import ProbeConfigError, backend, doctor
 from bn_decay_probe.doctor import (BAD_VARIANCE, KERAS_UPDATES_NOT_COLLECTED,
                                    MISSING_UPDATE_DEPENDENCY, NEVER_UPDATED, PARTLY_CONVERGED,
                                    UNSHARED_BRANCHES, diagnose_checkpoint, diagnose_graph)
+from conftest import backend_name, contrib_update_ops_unavailable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 X = np.random.RandomState(0).normal(2.0, 3.0, (8, 6, 6, 3)).astype(np.float32)
@@ -22,17 +26,56 @@ CHANNELS = (4, 6)  # two conv + BN blocks; different widths so each layer has it
 STEPS = 30
 
 
+def contrib_update_ops():
+    """contrib's updates_collections for update ops collected in UPDATE_OPS.
+
+    Where TF can build it, the default UPDATE_OPS itself, as users write it. TensorFlow 2.13 cannot
+    (measured: tf_slim hands the default to tf.layers' class, whose module keras.legacy_tf_layers
+    Keras 2.13 moved -> ModuleNotFoundError), so there the list [UPDATE_OPS]: tf_slim takes the
+    tf.layers route only for `updates_collections is UPDATE_OPS`, so a list keeps contrib's own
+    update path, which adds its update ops to the same UPDATE_OPS collection. The planted bugs
+    (a train op that forgets UPDATE_OPS) are then the same bugs in the same collection."""
+    with backend.quiet() as tf1:
+        if contrib_update_ops_unavailable("contrib", "update_ops"):
+            return [tf1.GraphKeys.UPDATE_OPS]
+        return tf1.GraphKeys.UPDATE_OPS
+
+
+def update_op_names(scope):
+    """The moving-mean and moving-variance update ops of a layer built outside a cond.
+    TF 1.x: ref variables, and assign_sub is one AssignSub op named by the scope. TF 2.x: resource
+    variables, and assign_sub adds an AssignSubVariableOp inside that scope (measured)."""
+    suffix = "/AssignSubVariableOp" if backend_name() == "tf2" else ""
+    return ("%s/AssignMovingAvg%s" % (scope, suffix), "%s/AssignMovingAvg_1%s" % (scope, suffix))
+
+
+def flagged_update_op_names(api, scope, in_place=False):
+    """The update ops of a layer whose training flag is a tensor, as the graph runs them.
+    tf.layers (also contrib's UPDATE_OPS under TF 1.15, which is the tf.layers class) conds only
+    the momentum and updates outside the cond. contrib's own path conds the updates themselves:
+    TF 1.15 builds control flow v1, whose branch ops sit in the graph under cond_1/; TF 2.13
+    builds control flow v2, one If op (cond_1) whose training-branch function holds both updates,
+    so that If op is what runs them (measured)."""
+    if api == "layers" or (api == "contrib" and not in_place
+                           and not contrib_update_ops_unavailable("contrib", "update_ops")):
+        return update_op_names(scope)
+    if backend_name() == "tf2":
+        return ("%s/cond_1" % scope,)
+    return update_op_names("%s/cond_1" % scope)
+
+
 class Model:
     """A built (not yet run) graph: conv-BN-relu twice, global mean pool, dense head, Adam."""
 
     def __init__(self, api, decay=0.9, wiring="update_ops", test_branch=None,
-                 training_flag=False, count_steps=True):
+                 training_flag=False, count_steps=True, collection=None):
         """wiring: which ops the train op depends on -- "update_ops" (the UPDATE_OPS collection),
-        "layer_updates" (the tf.keras layers' own updates), "in_place" (contrib with
+        "layer_updates" (the tf.keras layers' own updates), "collection" (the collection named
+        ``collection``, which contrib then collects its updates in), "in_place" (contrib with
         updates_collections=None, no dependency) or "none". test_branch: None, "shared" or
         "unshared" (a second, is_training=False copy of the net built without common names).
         count_steps=False leaves global_step out of minimize(), so it stays 0."""
-        self.api, self.decay = api, decay
+        self.api, self.decay, self.collection = api, decay, collection
         with backend.quiet() as tf1:
             self.graph = tf1.Graph()
             with self.graph.as_default():
@@ -46,7 +89,9 @@ class Model:
                 self.step = tf1.train.get_or_create_global_step()
                 dependencies = {"update_ops": tf1.get_collection(tf1.GraphKeys.UPDATE_OPS),
                                 "layer_updates": [u for _, bn in self.keras_layers or []
-                                                  for u in bn.updates]}.get(wiring, [])
+                                                  for u in bn.updates],
+                                "collection": tf1.get_collection(collection) if collection else []
+                                }.get(wiring, [])
                 loss = tf1.reduce_mean(tf1.square(out - TARGET))
                 with tf1.control_dependencies(dependencies):
                     self.train_op = tf1.train.AdamOptimizer(0.01).minimize(
@@ -76,7 +121,8 @@ class Model:
 
     def _batch_norm(self, tf1, x, training, wiring, name, reuse):
         if self.api == "contrib":
-            collection = None if wiring == "in_place" else tf1.GraphKeys.UPDATE_OPS
+            collection = (None if wiring == "in_place" else
+                          self.collection or contrib_update_ops())
             return backend.batch_norm()(x, decay=self.decay, is_training=training,
                                         updates_collections=collection, scope=name, reuse=reuse)
         return tf1.layers.batch_normalization(x, momentum=self.decay, training=training,
@@ -99,6 +145,14 @@ class Model:
                                    global_step=self.step)
 
 
+@functools.lru_cache(maxsize=None)
+def built(api, **options):
+    """Model(api, **options), built once for the tests that only read its graph: diagnose_graph
+    adds no op (test_session_adds_value_findings_with_the_graphs_decay checks), and training or
+    saving in a session adds none either."""
+    return Model(api, **options)
+
+
 def codes(diagnosis):
     return {(f.layer, f.code) for f in diagnosis.findings}
 
@@ -112,7 +166,7 @@ def contrib_ok(tmp_path_factory):
 @pytest.fixture(scope="module")
 def contrib_never(tmp_path_factory):
     """Planted bug: the train op does not depend on UPDATE_OPS."""
-    return Model("contrib", wiring="none").save(tmp_path_factory.mktemp("contrib_never"))
+    return built("contrib", wiring="none").save(tmp_path_factory.mktemp("contrib_never"))
 
 
 # ------------------------------------------------------------------------- checkpoint findings
@@ -184,13 +238,13 @@ def test_shared_tf_layers_branches_are_clean(tmp_path):
 
 
 def test_keras_updates_not_collected_leave_checkpoint_never_updated(tmp_path):
-    d = diagnose_checkpoint(Model("keras").save(tmp_path), decay=0.9)
+    d = diagnose_checkpoint(built("keras").save(tmp_path), decay=0.9)
     assert codes(d) == {("batch_normalization", NEVER_UPDATED),
                         ("batch_normalization_1", NEVER_UPDATED)}
 
 
 def test_keras_with_its_updates_run_is_clean(tmp_path):
-    assert diagnose_checkpoint(Model("keras", wiring="layer_updates").save(tmp_path),
+    assert diagnose_checkpoint(built("keras", wiring="layer_updates").save(tmp_path),
                                decay=0.9).clean
 
 
@@ -223,7 +277,8 @@ def test_ranges_follow_the_update_rule(tmp_path, decay, steps):
     with backend.quiet() as tf1:
         graph = tf1.Graph()
         with graph.as_default():
-            y = backend.batch_norm()(tf1.constant(X), decay=decay, is_training=True)
+            y = backend.batch_norm()(tf1.constant(X), decay=decay, is_training=True,
+                                     updates_collections=contrib_update_ops())
             step = tf1.train.get_or_create_global_step()
             with tf1.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
                 train_op = tf1.train.AdamOptimizer(0.01).minimize(
@@ -235,9 +290,15 @@ def test_ranges_follow_the_update_rule(tmp_path, decay, steps):
                 session.run(train_op)
             prefix = saver.save(session, str(tmp_path / "bn"), global_step=step)
     flat = X.astype(np.float64).reshape(-1, 3)
-    # With UPDATE_OPS, contrib computes 1 - decay in float32 from a float32 decay (measured:
-    # 1 - 0.999f = 0.00099998713, 1.3e-5 below 0.001), so the rule runs on that factor.
-    weight = (1.0 - float(np.float32(1.0) - np.float32(decay))) ** steps
+    if contrib_update_ops_unavailable("contrib", "update_ops"):
+        # TF 2.13, list [UPDATE_OPS]: contrib's own update takes 1 - decay in Python and rounds
+        # it to float32 once (measured: float32(0.001) = 0.0010000000475).
+        factor = float(np.float32(1.0 - decay))
+    else:
+        # With UPDATE_OPS, contrib (through the tf.layers class) computes 1 - decay in float32
+        # from a float32 decay (measured: 1 - 0.999f = 0.00099998713, 1.3e-5 below 0.001).
+        factor = float(np.float32(1.0) - np.float32(decay))
+    weight = (1.0 - factor) ** steps
     mean = (1 - weight) * flat.mean(axis=0)
     variance = weight + (1 - weight) * flat.var(axis=0, ddof=1)
     d = diagnose_checkpoint(prefix, decay=decay)
@@ -257,10 +318,13 @@ def test_keras_save_weights_checkpoint(tmp_path):
             model = tf.keras.Sequential([tf.keras.layers.Conv2D(4, 3),
                                          tf.keras.layers.BatchNormalization()])
             model(tf1.constant(X))
-            tf.keras.backend.get_session().run(tf1.global_variables_initializer())
+            tf1.keras.backend.get_session().run(tf1.global_variables_initializer())
             model.save_weights(str(tmp_path / "weights"))
+    # The key Keras gives the BN layer: Keras 2.13's Sequential names the layers that have
+    # weights "layer_with_weights-N" in its object graph, TF 1.15's tf.keras "layer-N" (measured).
+    layer = "layer_with_weights-1" if backend_name() == "tf2" else "layer-1"
     d = diagnose_checkpoint(str(tmp_path / "weights"), decay=0.99)
-    assert codes(d) == {("layer-1", NEVER_UPDATED)}  # the key Keras gave the BN layer
+    assert codes(d) == {(layer, NEVER_UPDATED)}
     assert d.global_step is None
 
 
@@ -314,10 +378,15 @@ def test_corrupt_index(tmp_path, contrib_never):
 def test_corrupt_data(tmp_path, contrib_never):
     prefix = copy_checkpoint(contrib_never, tmp_path)
     write_garbage(prefix + ".data-00000-of-00001")
+    # TF 2.13's reader names the bundle and shard before the checksum error (measured:
+    # "TensorBundle at PREFIX shard 0 (24 bytes): Checksum does not match: stored ..."); TF 1.15
+    # starts with "Checksum does not match".
+    where = (r"TensorBundle at %s shard 0 \(\d+ bytes\): " % re.escape(prefix)
+             if backend_name() == "tf2" else "")
     with pytest.raises(ProbeConfigError,
-                       match=r"^%s is not a readable TensorFlow checkpoint \(Checksum does not "
+                       match=r"^%s is not a readable TensorFlow checkpoint \(%sChecksum does not "
                              r"match: .*\); give the prefix of a checkpoint written by "
-                             r"tf.train.Saver$" % prefix):
+                             r"tf\.train\.Saver$" % (re.escape(prefix), where)):
         diagnose_checkpoint(prefix)
 
 
@@ -361,36 +430,64 @@ def test_bad_options(contrib_ok, kwargs, message):
 
 @pytest.mark.parametrize("api", ["contrib", "layers"])
 def test_train_op_without_update_ops(api):
-    model = Model(api, wiring="none")
+    model = built(api, wiring="none")
     d = diagnose_graph(model.graph, model.train_op)
     assert codes(d) == {("block0/bn", MISSING_UPDATE_DEPENDENCY),
                         ("block1/bn", MISSING_UPDATE_DEPENDENCY)}
     assert d.findings[0].explanation.startswith(
-        "update ops block0/bn/AssignMovingAvg, block0/bn/AssignMovingAvg_1 are neither in place")
+        "update ops %s are neither in place" % ", ".join(update_op_names("block0/bn")))
     assert {s.kind for s in d.layers} == {"contrib" if api == "contrib" else "tf.layers"}
 
 
 def test_train_op_under_update_ops_is_clean():
-    model = Model("contrib")
-    assert diagnose_graph(model.graph, model.train_op).clean
-    assert diagnose_graph(model.graph, [model.train_op, model.step]).clean  # as session.run
+    model = built("contrib")
+    d = diagnose_graph(model.graph, model.train_op)
+    assert d.clean
+    # Clean because the update ops run, not because none was found.
+    assert [s.update_ops for s in d.layers] == [update_op_names("block0/bn"),
+                                                update_op_names("block1/bn")]
+    # As session.run takes it; under TF 2.x global_step is a resource variable.
+    assert diagnose_graph(model.graph, [model.train_op, model.step]).clean
+    assert codes(diagnose_graph(model.graph, model.step)) == {
+        ("block0/bn", MISSING_UPDATE_DEPENDENCY), ("block1/bn", MISSING_UPDATE_DEPENDENCY)}
 
 
 def test_updates_in_place_need_no_dependency():
-    model = Model("contrib", wiring="in_place")
-    assert diagnose_graph(model.graph, model.train_op).clean
+    model = built("contrib", wiring="in_place")
+    d = diagnose_graph(model.graph, model.train_op)
+    assert d.clean and d.layers[0].update_ops == update_op_names("block0/bn")
     assert diagnose_graph(model.graph).clean  # not in UPDATE_OPS, but in place
+    # Even a train op that does not run the layers' output cannot miss them: in place, they run
+    # whenever the output does.
+    assert diagnose_graph(model.graph, model.step).clean
+
+
+def test_updates_in_another_collection():
+    # contrib's own update path on both backends (tf_slim and TF 1.15's contrib hand only
+    # `updates_collections is UPDATE_OPS` to the tf.layers class).
+    ran = Model("contrib", wiring="collection", collection="bn_updates")
+    assert diagnose_graph(ran.graph, ran.train_op).clean
+    assert ran.graph.get_collection("bn_updates") != []
+    # Without a train op only UPDATE_OPS is trusted; and a train op that forgets the collection.
+    forgot = Model("contrib", wiring="none", collection="bn_updates")
+    for d in (diagnose_graph(ran.graph), diagnose_graph(forgot.graph, forgot.train_op)):
+        assert codes(d) == {("block0/bn", MISSING_UPDATE_DEPENDENCY),
+                            ("block1/bn", MISSING_UPDATE_DEPENDENCY)}
+    assert "nor in UPDATE_OPS, so" in diagnose_graph(ran.graph).findings[0].explanation
 
 
 def test_without_train_op_update_ops_collection_is_trusted():
-    d = diagnose_graph(Model("contrib", wiring="none").graph)
-    assert d.clean
+    model = Model("contrib", wiring="none")
+    with backend.quiet() as tf1:
+        model.graph.add_to_collection(tf1.GraphKeys.UPDATE_OPS, "no op")  # ignored, not fatal
+    d = diagnose_graph(model.graph)
+    assert d.clean and d.layers[0].update_ops == update_op_names("block0/bn")
     assert d.notes[0] == ("no train_op given: update ops in UPDATE_OPS are assumed to run at "
                           "every train step")
 
 
 def test_keras_updates_not_collected():
-    model = Model("keras")  # train op under UPDATE_OPS, which keras leaves empty
+    model = built("keras")  # train op under UPDATE_OPS, which keras leaves empty
     with backend.quiet() as tf1, model.graph.as_default():
         assert tf1.get_collection(tf1.GraphKeys.UPDATE_OPS) == []  # measured, not assumed
     expected = {("batch_normalization", KERAS_UPDATES_NOT_COLLECTED),
@@ -401,7 +498,7 @@ def test_keras_updates_not_collected():
 
 
 def test_keras_updates_run_by_the_train_op_are_clean():
-    model = Model("keras", wiring="layer_updates")
+    model = built("keras", wiring="layer_updates")
     assert diagnose_graph(model.graph, model.train_op).clean
 
 
@@ -430,7 +527,7 @@ def test_session_adds_value_findings_with_the_graphs_decay():
 
 
 def test_session_on_the_planted_keras_bug_shows_both_causes():
-    model = Model("keras")
+    model = built("keras")
     with model.session(steps=3) as session:
         d = diagnose_graph(model.graph, model.train_op, session=session)
     assert codes(d) == {(layer, code) for layer in ("batch_normalization",
@@ -440,13 +537,76 @@ def test_session_on_the_planted_keras_bug_shows_both_causes():
 
 @pytest.mark.parametrize("api", ["contrib", "layers"])
 def test_decay_behind_a_training_flag_is_read(api):
-    model = Model(api, decay=0.97, training_flag=True)
-    assert [s.decay for s in diagnose_graph(model.graph, model.train_op).layers] == \
-        [pytest.approx(0.97)] * 2
+    model = built(api, decay=0.97, training_flag=True)
+    d = diagnose_graph(model.graph, model.train_op)
+    assert [s.decay for s in d.layers] == [pytest.approx(0.97)] * 2
+    assert d.clean and d.layers[1].update_ops == flagged_update_op_names(api, "block1/bn")
+
+
+@pytest.mark.parametrize("api", ["contrib", "layers"])
+def test_update_ops_behind_a_training_flag_not_run(api):
+    model = built(api, decay=0.97, training_flag=True, wiring="none")
+    d = diagnose_graph(model.graph, model.train_op)
+    assert codes(d) == {("block0/bn", MISSING_UPDATE_DEPENDENCY),
+                        ("block1/bn", MISSING_UPDATE_DEPENDENCY)}
+    assert d.findings[0].explanation.startswith("update ops %s are neither in place" % ", ".join(
+        flagged_update_op_names(api, "block0/bn")))
+    assert [s.decay for s in d.layers] == [pytest.approx(0.97)] * 2
+    assert diagnose_graph(model.graph).clean  # collected in UPDATE_OPS: assumed to run
+
+
+def test_updates_in_place_behind_a_training_flag():
+    model = built("contrib", decay=0.97, training_flag=True, wiring="in_place")
+    d = diagnose_graph(model.graph, model.step)  # a train op that does not run them
+    assert d.clean
+    assert [s.update_ops for s in d.layers] == [
+        flagged_update_op_names("contrib", "block%d/bn" % i, in_place=True) for i in (0, 1)]
+    assert [s.decay for s in d.layers] == [pytest.approx(0.97)] * 2
+
+
+def imported(model):
+    """The model's graph through a MetaGraphDef, as tf.train.import_meta_graph gives it back:
+    no Python layers, no record of get_variable and, under TF 2.x, cond branches kept only as
+    FunctionDefs (no function graph). -> (graph, train_op, global_step)"""
+    with backend.quiet() as tf1:
+        with model.graph.as_default():
+            meta = tf1.train.export_meta_graph()
+        graph = tf1.Graph()
+        with graph.as_default():
+            tf1.train.import_meta_graph(meta)
+            return graph, graph.get_operation_by_name(model.train_op.name), \
+                tf1.train.get_global_step()
+
+
+@pytest.mark.parametrize("api, wiring", [("contrib", "none"), ("layers", "none"),
+                                         ("contrib", "in_place")])
+def test_imported_graph_behind_a_training_flag(api, wiring):
+    graph, train_op, step = imported(built(api, decay=0.97, training_flag=True, wiring=wiring))
+    d = diagnose_graph(graph, step if wiring == "in_place" else train_op)
+    assert [s.update_ops for s in d.layers] == [
+        flagged_update_op_names(api, "block%d/bn" % i, in_place=wiring == "in_place")
+        for i in (0, 1)]
+    assert [s.decay for s in d.layers] == [pytest.approx(0.97)] * 2
+    assert {s.kind for s in d.layers} == {"contrib" if api == "contrib" else "tf.layers"}
+    if wiring == "in_place":
+        assert d.clean
+    else:
+        assert codes(d) == {("block0/bn", MISSING_UPDATE_DEPENDENCY),
+                            ("block1/bn", MISSING_UPDATE_DEPENDENCY)}
+        assert diagnose_graph(graph).clean  # collected in UPDATE_OPS
+
+
+def test_imported_keras_graph():
+    graph, train_op, _ = imported(Model("keras", decay=0.97, training_flag=True))
+    d = diagnose_graph(graph, train_op)
+    assert codes(d) == {("batch_normalization", KERAS_UPDATES_NOT_COLLECTED),
+                        ("batch_normalization_1", KERAS_UPDATES_NOT_COLLECTED)}
+    assert [s.decay for s in d.layers] == [pytest.approx(0.97)] * 2
+    assert {s.kind for s in d.layers} == {"tf.keras"}
 
 
 def test_bad_graph_arguments():
-    model, other = Model("contrib"), Model("layers")
+    model, other = built("contrib"), built("layers")
     with backend.quiet() as tf1:
         cases = [((object(),), r"^graph must be a tf.Graph, got <object object"),
                  ((model.graph, other.train_op), r"^train_op Adam belongs to another graph"),
@@ -483,8 +643,12 @@ def test_render_lists_every_layer_and_finding(contrib_never):
 def doctor_cli(*args):
     """`bn-decay-probe doctor ...`, the installed console script, as users run it."""
     script = os.path.join(os.path.dirname(sys.executable), "bn-decay-probe")
+    # This checkout first on the path: the script of an editable install elsewhere would
+    # otherwise import that other copy of the package.
+    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
     return subprocess.run([script, "doctor", *args], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT)
+                          stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=path))
 
 
 def test_cli_clean_checkpoint_exits_0_quietly(contrib_ok):
