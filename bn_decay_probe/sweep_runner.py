@@ -1,6 +1,6 @@
 """Runs many decays through one graph: the decay is fed as a float64 tensor, and each train step
 is one ``Session.run`` of a chain train -> read -> test -> read (-> reset -> read after the last
-step), so a decay at steps=1 costs one run instead of a graph, a session and seven runs.
+step), so a decay at steps=1 costs one run instead of a graph, a session and several runs.
 
 The layer is the one probe() builds (apis.ContribBuilder, updates in place), with the decay a
 tensor: ``assign_moving_average`` computes ``1 - decay`` in float64 and casts it to float32,
@@ -33,6 +33,8 @@ class _Fetched(NamedTuple):
 
 
 class _SweepGraph(NamedTuple):
+    """The built sweep graph and what the run loop needs. Internal: holds live TF objects."""
+
     graph: Any
     feeds: Dict[Any, np.ndarray]
     initializers: List[Any]
