@@ -10,8 +10,9 @@ from .doctor import Diagnosis, Finding, diagnose_checkpoint, diagnose_graph  # n
 from .matrix import SemanticsMatrix, semantics_matrix  # noqa: E402
 from .errors import DeviceFallbackWarning, ProbeConfigError  # noqa: E402
 from .result import Convergence, DeviceReport, ProbeResult, VariableInfo  # noqa: E402
+from .sweep import SweepResult, sweep  # noqa: E402  (the function hides its module's name)
 
 __all__ = ["probe", "ProbeConfig", "ProbeConfigError", "ProbeResult", "DeviceReport",
            "VariableInfo", "Convergence", "DeviceFallbackWarning", "semantics_matrix",
            "SemanticsMatrix", "diagnose_checkpoint", "diagnose_graph", "Diagnosis", "Finding",
-           "__version__"]
+           "sweep", "SweepResult", "__version__"]

@@ -206,3 +206,16 @@ def versions() -> Dict[str, Any]:
 
         found["keras"] = keras.__version__
     return found
+
+
+def fast_callable(session: Any, feeds: Any, fetches: Any) -> Any:
+    """A callable that runs ``fetches`` on values for ``feeds`` (placeholders), both resolved
+    once in C++. Session.make_callable with feeds goes through Session.run's Python fetch
+    handling on every call, which costs several times a small graph's run; tf.keras's
+    graph-mode backend uses the same private entry point."""
+    from tensorflow.core.protobuf import config_pb2
+
+    options = config_pb2.CallableOptions()
+    options.feed.extend(t.name for t in feeds)
+    options.fetch.extend(t.name for t in fetches)
+    return session._make_callable_from_options(options)

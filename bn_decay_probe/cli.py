@@ -2,23 +2,31 @@
 
 Arguments are validated before TensorFlow is imported, so bad input fails in milliseconds with
 one line on stderr and exit status 2.
+
+The decays run through sweep (one graph, the decay a fed tensor) when the layer is probe()'s
+default one (contrib, updates in place, NHWC, shared variables, one input: sweep.sweepable);
+any other --api, --updates, --data-format, --zero-debias, --unshared or --batches runs one
+probe() per decay, as before. Either way each decay's result, text and JSON are the same.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import __version__
+from . import __version__, plot, progress
 from .config import (APIS, DATA_FORMATS, DEFAULT_EPSILON, DEFAULT_SHAPE, DEVICES, UPDATES,
                      ProbeConfig, check_decay, check_device, check_seed, check_shape,
                      check_tol, seeded_inputs)
 from .cli_support import Parser, check_writable, fail
 from .errors import DeviceFallbackWarning, ProbeConfigError
 from .matrix import MATRIX_DECAYS, MATRIX_SHAPE, MATRIX_TOL
+from .sweep import SweepResult, sweepable
+
 DEFAULT_DECAYS = (0.0, 1.0)  # the seed experiment's two values
 
 
@@ -30,17 +38,38 @@ def _shape(text: str) -> Tuple[int, ...]:
             "must be 4 positive integers N,H,W,C such as 1,4,4,1, got %r" % text) from None
 
 
+def _decay_range(text: str) -> Tuple[float, ...]:
+    """--decays START:STOP:NUM -> numpy.linspace(START, STOP, NUM)."""
+    parts = text.split(":")
+    try:
+        start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError("must be START:STOP:NUM such as 0.9:0.999:50, got %r"
+                                         % text) from None
+    if len(parts) != 3 or not (0 <= start <= 1 and 0 <= stop <= 1 and num >= 1):
+        raise argparse.ArgumentTypeError("must be START:STOP:NUM with START and STOP in [0, 1] "
+                                         "and NUM >= 1, got %r" % text)
+    return tuple(float(d) for d in np.linspace(start, stop, num))
+
+
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     parser = Parser(prog=prog, description=(
         "Run a batch-norm layer in train then test mode for each decay and show how "
         "moving_mean and moving_variance change."), epilog=(
-        "Subcommand: 'doctor PATH' diagnoses the batch norm in your own checkpoint "
-        "(see 'doctor --help')."))
-    parser.add_argument("--decay", type=float, action="append", metavar="D",
-                        help="moving-average decay in [0, 1]; repeat for several "
-                             "(default: 0 and 1, the seed experiment's two values; with "
+        "The decays share one graph (the decay fed as a tensor) for the default layer: api "
+        "contrib, updates inplace, NHWC, shared variables, one input; any other --api, "
+        "--updates, --data-format, --zero-debias, --unshared or --batches builds a graph per "
+        "decay. The numbers are the same either way. Subcommand: 'doctor PATH' diagnoses the "
+        "batch norm in your own checkpoint (see 'doctor --help')."))
+    decays = parser.add_mutually_exclusive_group()
+    decays.add_argument("--decay", type=float, action="append", metavar="D",
+                        help="moving-average decay in [0, 1]; repeat for several, one report "
+                             "each (default: 0 and 1, the seed experiment's two values; with "
                              "--matrix, the decays of its steps columns, default %s)"
                              % ", ".join(map(str, MATRIX_DECAYS)))
+    decays.add_argument("--decays", type=_decay_range, metavar="START:STOP:NUM",
+                        help="NUM evenly spaced decays from START to STOP, reported as one "
+                             "table with a row per decay")
     fused = parser.add_mutually_exclusive_group()
     fused.add_argument("--fused", dest="fused", action="store_true", default=None,
                        help="force the fused kernel (TF's default for 4-D inputs)")
@@ -85,6 +114,16 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="PATH|-",
                         help="also write every measurement as JSON to PATH; '-' writes only "
                              "JSON to stdout")
+    parser.add_argument("--csv", metavar="PATH",
+                        help="also write every decay's moving statistics after each train step "
+                             "(with the rule's and the test/train gap) as CSV to PATH")
+    parser.add_argument("--plot", metavar="PATH.png",
+                        help="also draw the moving statistics and the test/train gap against "
+                             "train steps and steps to converge against decay to PATH (.png, "
+                             ".pdf or .svg; needs matplotlib: pip install "
+                             "'bn-decay-probe[plot]')")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar and no notes on stderr")
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's own log lines and deprecation warnings")
     parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
@@ -136,34 +175,40 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
 
         return doctor(argv[1:], "%s doctor" % parser.prog)
     args = parser.parse_args(argv)
+    given_decays = args.decays or args.decay
     try:
         if args.tol is not None:
             check_tol(args.tol, "--tol")
         if args.matrix:
             flags = {"fused": "--fused/--no-fused", "trainable": "--no-trainable"}
             given = [flags.get(name, "--" + name.replace("_", "-"))
-                     for name in _PROBE_ONLY if getattr(args, name) != parser.get_default(name)]
+                     for name in _PROBE_ONLY + ("csv", "plot")
+                     if getattr(args, name) != parser.get_default(name)]
             if given:
                 raise ProbeConfigError("--matrix measures its own grid of api, fused and "
                                        "updates; it cannot be combined with %s" % ", ".join(given))
             check_device(args.device)
             check_seed(args.seed)
             shape = check_shape(args.shape or MATRIX_SHAPE)
-            decays = tuple(check_decay(d) for d in (args.decay or MATRIX_DECAYS))
-            configs: List[ProbeConfig] = []
+            decays = tuple(check_decay(d) for d in (given_decays or MATRIX_DECAYS))
         else:
+            decays = tuple(check_decay(d) for d in (given_decays or DEFAULT_DECAYS))
             batches = None if args.batches is None else \
                 _load_batches(args.batches, args.shape, args.seed)
-            configs = [ProbeConfig.create(
-                decay=decay, shape=args.shape, seed=args.seed, fused=args.fused,
+            config = ProbeConfig.create(
+                decay=decays[0], shape=args.shape, seed=args.seed, fused=args.fused,
                 steps=1 if args.steps is None else args.steps, epsilon=args.epsilon,
                 device=args.device, api=args.api or "contrib",
                 updates=args.updates or "inplace", data_format=args.data_format or "NHWC",
                 zero_debias=args.zero_debias, share_variables=not args.unshared,
                 batches=batches, trainable=args.trainable)
-                for decay in (args.decay or DEFAULT_DECAYS)]
+            if args.plot is not None:
+                _check_plot(args.plot, batches)
         if args.json not in (None, "-"):
-            check_writable(args.json)
+            check_writable(args.json, "--json")
+        for flag, path in (("--csv", args.csv), ("--plot", args.plot)):
+            if path is not None:
+                check_writable(path, flag)
     except ProbeConfigError as exc:
         return fail(parser.prog, str(exc))
 
@@ -179,9 +224,19 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeviceFallbackWarning)  # printed below, once
             if args.matrix:
-                document, text = _matrix(decays, shape, args.seed, args.device, tol)
+                document, text = _matrix(decays, shape, args.seed, args.device, tol, args.quiet)
             else:
-                document, text = _probes(configs, tol)
+                swept = _measure(config, decays, progress.wanted(args.quiet))
+                if not args.quiet:
+                    _note_once([], swept[0].device.notice)
+                document = report.json_document(swept.results)
+                text = report.render_sweep(swept, tol) if args.decays else \
+                    ("\n\n" + "=" * 72 + "\n\n").join(report.render_text(r, tol) for r in swept)
+                if args.csv:
+                    with open(args.csv, "w") as handle:
+                        handle.write(swept.to_csv())
+                if args.plot:
+                    swept.plot(args.plot, tol=tol)
     except (ProbeConfigError, backend.BackendUnavailableError) as exc:
         return fail(parser.prog, str(exc))
 
@@ -198,35 +253,51 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     return 0
 
 
+def _check_plot(path: str, batches: Any) -> None:
+    if not path.lower().endswith(plot.FORMATS):
+        raise ProbeConfigError("--plot %s must end in %s" % (path, ", ".join(plot.FORMATS)))
+    if batches is not None:
+        raise ProbeConfigError("--plot compares the train and test outputs of one input; it "
+                               "cannot be combined with --batches")
+    if not plot.available():
+        raise ProbeConfigError(plot.MISSING)
+
+
 def _note_once(notices: List[str], notice: Optional[str]) -> None:
     if notice and notice not in notices:
         notices.append(notice)
         print("note: %s" % notice, file=sys.stderr)
 
 
-def _probes(configs: Sequence[ProbeConfig], tol: float) -> Tuple[Dict[str, Any], str]:
-    from . import report, runner
+def _measure(config: ProbeConfig, decays: Sequence[float], show_progress: bool) -> SweepResult:
+    """Every decay of ``decays`` with ``config``: through one sweep graph when sweep runs the
+    layer, else one probe() per decay."""
+    from . import runner, sweep_runner
 
-    results, notices = [], []  # type: ignore[var-annotated]
-    for config in configs:
-        results.append(runner.run(config))
-        _note_once(notices, results[-1].device.notice)
-    text = ("\n\n" + "=" * 72 + "\n\n").join(report.render_text(r, tol) for r in results)
-    return report.json_document(results), text
+    with progress.bar(len(decays), show_progress) as update:
+        if sweepable(config):
+            return SweepResult(sweep_runner.run(config, decays, update))
+        results = []
+        for decay in decays:
+            results.append(runner.run(dataclasses.replace(config, decay=decay)))
+            if update:
+                update(1)
+    return SweepResult(tuple(results))
 
 
 def _matrix(decays: Sequence[float], shape: Tuple[int, ...], seed: int, device: str,
-            tol: float) -> Tuple[Dict[str, Any], str]:
+            tol: float, quiet: bool) -> Tuple[Dict[str, Any], str]:
     from . import backend, devices, report
     from .matrix import semantics_matrix
 
-    _note_once([], devices.resolve(device, backend.visible_gpus()).notice)
-    progress = None
-    if sys.stderr.isatty():
-        def progress(row: str) -> None:
+    if not quiet:
+        _note_once([], devices.resolve(device, backend.visible_gpus()).notice)
+    show_row = None
+    if sys.stderr.isatty() and not quiet:
+        def show_row(row: str) -> None:
             print("\r\033[Kmeasuring %s" % row, end="", file=sys.stderr, flush=True)
-    matrix = semantics_matrix(decays, tol, shape, seed, device, progress)
-    if progress:
+    matrix = semantics_matrix(decays, tol, shape, seed, device, show_row)
+    if show_row:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     return {"bn_decay_probe": __version__, "matrix": matrix.to_dict()}, \
         report.render_matrix(matrix)

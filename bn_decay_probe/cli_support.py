@@ -16,18 +16,21 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, "%s: error: %s (see --help)\n" % (self.prog, message))
 
 
-def check_writable(path: str) -> None:
-    """Fails now, before TensorFlow loads and work starts, if ``--json PATH`` cannot be
-    written later."""
+def check_writable(path: str, flag: str = "--json") -> None:
+    """Fails now, before TensorFlow loads and work starts, if ``flag PATH`` cannot be written
+    later. Only --json also takes '-' (stdout)."""
+    alternative = " or -" if flag == "--json" else ""
     if not path:
-        raise ProbeConfigError("--json needs a file path or -, got ''")
+        raise ProbeConfigError("%s needs a file path%s, got ''" % (flag, alternative))
     if os.path.isdir(path):
-        raise ProbeConfigError("--json %s is a directory; give a file path or -" % path)
+        raise ProbeConfigError("%s %s is a directory; give a file path%s"
+                               % (flag, path, alternative))
     existed = os.path.exists(path)
     try:
         open(path, "a").close()
     except OSError as exc:
-        raise ProbeConfigError("--json %s cannot be written: %s" % (path, exc.strerror)) from None
+        raise ProbeConfigError("%s %s cannot be written: %s"
+                               % (flag, path, exc.strerror)) from None
     if not existed:
         os.remove(path)
 

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from .errors import ProbeConfigError
+from .frozen import aligned_empty
 
 DEVICES = ("auto", "cpu", "gpu")
 APIS = ("contrib", "layers", "keras", "nn")
@@ -21,9 +22,10 @@ DEFAULT_EPSILON = 1e-3
 # distribution and makes every probe reproducible.
 INPUT_LOW, INPUT_HIGH = 0.0, 255.0
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-# A drawn input is made in float64 and then held as float32: 2**26 values take 768 MiB on the
-# way, well within a workstation, where a typo such as 1000,1000,1000,3 would ask for 24 GB.
+# A drawn input is held as float32: 2**26 values take 256 MiB, well within a workstation, where
+# a typo such as 1000,1000,1000,3 would ask for 12 GB.
 MAX_DRAWN_VALUES = 2 ** 26
+_CHUNK = 1 << 16  # values a large input is copied, checked or drawn by: they stay in cache
 
 
 def _is_real(value: Any) -> bool:
@@ -101,7 +103,7 @@ def check_shape(shape: Any) -> Tuple[int, int, int, int]:
 
 def check_inputs(inputs: Any, name: str = "inputs") -> np.ndarray:
     """Returns the inputs as the float32 array the graph holds (read-only)."""
-    return _held(_float_array(inputs, name))
+    return _held(_float_array(inputs, name), name)
 
 
 def _float_array(inputs: Any, name: str) -> np.ndarray:
@@ -128,13 +130,6 @@ def _float_array(inputs: Any, name: str) -> np.ndarray:
     if array.size == 0:
         raise ProbeConfigError("%s must not be empty, got shape %s"
                                % (name, tuple(array.shape)))
-    if not np.all(np.isfinite(array)):
-        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
-        raise ProbeConfigError("%s must be finite, got %d NaN or inf value(s)" % (name, bad))
-    largest = float(np.max(np.abs(array)))
-    if largest > _FLOAT32_MAX:
-        raise ProbeConfigError("%s must fit in float32 (|x| <= %.4g), got max |x| = %.4g"
-                               % (name, _FLOAT32_MAX, largest))
     return array
 
 
@@ -147,18 +142,43 @@ def _not_numbers(inputs: Any, array: np.ndarray) -> str:
         sorted({type(item).__name__ for item in array.flat}))
 
 
-def _held(array: np.ndarray) -> np.ndarray:
-    # The probe's graph is float32, like the models it stands for; float16 and float64 values are
-    # cast once here so the result records exactly what TensorFlow saw (cast_note says what
-    # the cast changed).
-    held = np.array(array, dtype=np.float32)
+def _held(array: np.ndarray, name: str) -> np.ndarray:
+    """The float32 copy the graph holds, read-only, refusing NaN, inf and values beyond
+    float32. The probe's graph is float32, like the models it stands for; float16 and float64
+    values are cast once here so the result records exactly what TensorFlow saw (cast_note
+    says what the cast changed). Copied and checked a chunk at a time, while it is in cache,
+    into an aligned buffer TensorFlow can hold without copying again."""
+    held = aligned_empty(array.shape, np.float32)
+    source, flat = np.ascontiguousarray(array).reshape(-1), held.reshape(-1)
+    wide = array.dtype.itemsize > 4  # float64 and up may not fit in float32
+    for start in range(0, flat.size, _CHUNK):
+        chunk = slice(start, start + _CHUNK)
+        if wide:  # before the cast, which would overflow (min and max propagate NaN and inf)
+            low, high = source[chunk].min(), source[chunk].max()
+            if not (np.isfinite(low) and np.isfinite(high) and max(-low, high) <= _FLOAT32_MAX):
+                _refuse(array, name)
+        flat[chunk] = source[chunk]
+        if not wide and not np.isfinite(flat[chunk]).all():
+            _refuse(array, name)
     held.flags.writeable = False
     return held
+
+
+def _refuse(array: np.ndarray, name: str) -> None:
+    """The error for inputs with NaN, inf, or values float32 cannot hold."""
+    finite = np.isfinite(array)
+    if not np.all(finite):
+        bad = int(np.size(array) - np.count_nonzero(finite))
+        raise ProbeConfigError("%s must be finite, got %d NaN or inf value(s)" % (name, bad))
+    raise ProbeConfigError("%s must fit in float32 (|x| <= %.4g), got max |x| = %.4g"
+                           % (name, _FLOAT32_MAX, float(np.max(np.abs(array)))))
 
 
 def cast_note(name: str, original: np.ndarray, held: np.ndarray) -> Optional[str]:
     """One line on what holding ``original`` as float32 changed; None when nothing did (float32
     and float16 values, and float64 values that float32 represents exactly)."""
+    if original.dtype.itemsize <= 4:  # float16 and float32 are exact: no float64 copy needed
+        return None
     wide = np.asarray(original, np.float64)
     changed = wide != held
     if not changed.any():
@@ -188,7 +208,7 @@ def _numbers(values: np.ndarray) -> str:
 
 def check_batches(batches: Any) -> np.ndarray:
     """Stacks the train batches into one read-only float32 array [B, N, H, W, C]."""
-    return _held(_batch_arrays(batches))
+    return _held(_batch_arrays(batches), "batches")
 
 
 def _batch_arrays(batches: Any) -> np.ndarray:
@@ -227,8 +247,14 @@ def seeded_inputs(shape: Tuple[int, ...], seed: int) -> np.ndarray:
         raise ProbeConfigError("shape %s would draw %.3g values; the probe draws at most %d "
                                "(2**26): use a smaller shape" % (tuple(shape), values,
                                                                  MAX_DRAWN_VALUES))
-    held = np.random.RandomState(seed).uniform(INPUT_LOW, INPUT_HIGH, size=shape)
-    held = held.astype(np.float32)
+    # Drawn in chunks into the held buffer: the numbers of one draw of the whole shape, without
+    # a float64 copy of a large input.
+    draws = np.random.RandomState(seed)
+    held = aligned_empty(shape, np.float32)
+    flat = held.reshape(-1)
+    for start in range(0, flat.size, _CHUNK):
+        chunk = flat[start:start + _CHUNK]
+        chunk[...] = draws.uniform(INPUT_LOW, INPUT_HIGH, size=chunk.size)
     held.flags.writeable = False
     return held
 
@@ -285,7 +311,7 @@ class ProbeConfig:
         stacked = None
         if batches is not None:
             original = _batch_arrays(batches)
-            stacked = _held(original)
+            stacked = _held(original, "batches")
             notes.append(cast_note("batches", original, stacked))
         if inputs is None:
             if shape is not None:
@@ -295,7 +321,7 @@ class ProbeConfig:
             held, source, dtype = seeded_inputs(shape, options["seed"]), "seed", "float32"
         else:
             original = _float_array(inputs, "inputs")
-            held, source, dtype = _held(original), "given", str(original.dtype)
+            held, source, dtype = _held(original, "inputs"), "given", str(original.dtype)
             notes.insert(0, cast_note("inputs", original, held))
             if shape is not None and check_shape(shape) != held.shape:
                 raise ProbeConfigError("shape %s conflicts with inputs of shape %s; pass one or "

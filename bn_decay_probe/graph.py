@@ -125,10 +125,14 @@ _HELD = "held_inputs"
 def _held(tf1: Any, feeds: Dict[Any, np.ndarray], name: str, array: np.ndarray) -> Any:
     """A variable initialized once from a placeholder: the input lives in the graph. Not a
     constant: grappler would fold a constant input's statistics at optimization time, and a
-    large input would bloat the GraphDef. Kept out of GLOBAL_VARIABLES, which is the layer's."""
+    large input would bloat the GraphDef. Kept out of GLOBAL_VARIABLES, which is the layer's.
+    A resource variable, read once here: it keeps the buffer of an aligned feed (see
+    frozen.aligned_frozen_array) instead of copying it, and the branches add no read op."""
     placeholder = tf1.placeholder(tf1.float32, array.shape, name=name + "/value")
     feeds[placeholder] = array
-    return tf1.Variable(placeholder, trainable=False, collections=[_HELD], name=name + "/held")
+    held = tf1.Variable(placeholder, trainable=False, collections=[_HELD], name=name + "/held",
+                        use_resource=True)
+    return held.read_value()
 
 
 def _held_variables(graph: Any) -> List[Any]:

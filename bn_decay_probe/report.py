@@ -53,7 +53,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 2) 
     return [line(header)] + [line(r) for r in rows]
 
 
-def _describe(result: ProbeResult) -> List[str]:
+def _describe(result: ProbeResult, decays: str = "") -> List[str]:
+    """The settings, the devices and the variables; ``decays`` stands in for the decay when
+    the lines head a sweep."""
     c = result.config
     source = ("uniform(0, 255) drawn with seed %d" % c.seed if c.input_source == "seed"
               else "given (%s, held as float32)" % c.input_dtype)
@@ -67,9 +69,9 @@ def _describe(result: ProbeResult) -> List[str]:
         "steps %d x %d batches %s" % (c.steps, len(c.batches), list(c.batches.shape[1:]))
     device = ", ".join(result.device.ran_on) or "(no op traced)"
     lines = [
-        "decay %g%s | fused %s (%s) | %s | epsilon %g (graph: %s) | input %s %s"
-        % (c.decay, options, "yes" if result.fused else "no", requested, steps, c.epsilon,
-           _num(result.epsilon["train"]), list(c.shape), source),
+        "%s%s | fused %s (%s) | %s | epsilon %g (graph: %s) | input %s %s"
+        % (decays or "decay %g" % c.decay, options, "yes" if result.fused else "no",
+           requested, steps, c.epsilon, _num(result.epsilon["train"]), list(c.shape), source),
         "ran on %s (device %s%s) | TensorFlow %s"
         % (device, c.device, ": " + result.device.notice if result.device.notice else "",
            result.versions["tensorflow"]),
@@ -237,6 +239,41 @@ def render_text(result: ProbeResult, tol: float = DEFAULT_TOL) -> str:
     lines = _describe(result) + [""] + _table(header, _rows(result)) + [RULE_LEGEND]
     lines += _notes(result) + [""] + _statistics(result) + _trajectory(result, tol)
     return "\n".join(lines + [""] + _outputs(result))
+
+
+def render_sweep(sweep: Any, tol: float = DEFAULT_TOL) -> str:
+    """A SweepResult as one table, a row per decay: the moving statistics after the last train
+    step, measured and by the rule, and (one input) the test/train gap, measured and by the
+    closed form, with the steps it took to get within ``tol``."""
+    results = sweep.results
+    first = results[0]
+    steps = first.config.train_steps
+    span = "%d decays from %g to %g" % (len(results), sweep.decays[0], sweep.decays[-1])
+    lines = _describe(first, span if len(results) > 1 else "")
+    lines += sorted({note for r in results for note in _notes(r)})
+    header = ["decay", "moving_mean", "rule", "moving_variance", "rule"]
+    if sweep.gap is not None:
+        header += ["max |test - train|", "rule", "steps to %g" % tol]
+    rows = []
+    for r in results:
+        rule = r.predicted_trajectory()
+        after = r.after["train"]
+        row = ["%g" % r.decay]
+        for name in ("moving_mean", "moving_variance"):
+            row += [_vector(after[name]), _vector(rule[name][-1])]
+        if sweep.gap is not None:
+            predicted = theory.predicted_gaps(r.inputs, r.decay, r.fused, r.epsilon["train"],
+                                              steps, r.config.zero_debias)
+            row += [_num(r.trajectory["gap"][-1]), _num(predicted[-1]),
+                    _convergence_cell(r.steps_to_converge(tol))]
+        rows.append(row)
+    lines += ["", "after %d train step(s) (measured; rule = numpy):" % steps]
+    lines += _table(header, rows, 1)
+    if sweep.gap is not None:
+        lines.append("steps to %g: train steps until max |test - train| <= %g, measured "
+                     "(predicted by the closed form); '>%d': not within the steps run"
+                     % (tol, tol, steps))
+    return "\n".join(lines)
 
 
 def render_html(result: ProbeResult) -> str:

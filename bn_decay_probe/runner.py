@@ -20,7 +20,7 @@ import numpy as np
 from . import backend, devices, graph, report, theory
 from .config import ProbeConfig
 from .errors import DeviceFallbackWarning, ProbeConfigError
-from .frozen import FrozenDict, frozen_array, frozen_arrays
+from .frozen import FrozenDict, freeze, frozen_array, frozen_arrays
 from .result import Convergence, DeviceReport, ProbeResult, VariableInfo, short_name
 
 
@@ -96,11 +96,36 @@ def _notify(notice: str) -> None:
 
 
 def _to_nhwc(config: ProbeConfig, array: np.ndarray) -> np.ndarray:
-    return array if config.data_format == "NHWC" else np.transpose(array, graph.TO_NHWC)
+    if config.data_format == "NHWC":
+        return array
+    return np.ascontiguousarray(np.transpose(array, graph.TO_NHWC))
+
+
+_GAP_CHUNK = 1 << 18  # elements: the float32 scratch stays in cache
 
 
 def _gap(test: np.ndarray, train: np.ndarray) -> float:
-    return float(np.max(np.abs(test.astype(np.float64) - train)))
+    """max |test - train| in float64, as np.abs(test.astype(np.float64) - train).max() gives
+    it, without float64 copies of a large output. Rounding is monotonic, so the largest exact
+    difference is among the elements whose float32 difference is largest; only those are
+    taken to float64. Non-finite float32 differences (NaN, inf, overflow) take the plain way."""
+    a, b = test.reshape(-1), train.reshape(-1)
+    if a.size <= _GAP_CHUNK:
+        return float(np.max(np.abs(a.astype(np.float64) - b)))
+    scratch = np.empty(_GAP_CHUNK, np.float32)
+    largest, where = -1.0, []  # type: ignore[var-annotated]
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, a.size, _GAP_CHUNK):
+            d = scratch[:min(_GAP_CHUNK, a.size - start)]
+            np.abs(np.subtract(a[start:start + d.size], b[start:start + d.size], out=d), out=d)
+            top = d.max()
+            if not np.isfinite(top):
+                return float(np.max(np.abs(a.astype(np.float64) - b)))
+            if top >= largest:
+                where = ([] if top > largest else where) + [start + np.flatnonzero(d == top)]
+                largest = top
+    picked = np.concatenate(where)
+    return float(np.max(np.abs(a[picked].astype(np.float64) - b[picked])))
 
 
 def run(config: ProbeConfig) -> ProbeResult:
@@ -147,8 +172,8 @@ def run(config: ProbeConfig) -> ProbeResult:
     result = ProbeResult(
         config=config,
         inputs=config.inputs,
-        outputs=frozen_arrays({"train": _to_nhwc(config, train_output),
-                               "test": _to_nhwc(config, test_output)}),
+        outputs=FrozenDict(train=freeze(_to_nhwc(config, train_output)),
+                           test=freeze(_to_nhwc(config, test_output))),
         snapshots=FrozenDict((label, frozen_arrays(values)) for label, values in snapshots.items()),
         trajectory=FrozenDict(trajectory),
         batch_statistics=frozen_arrays(dict(zip(fed_names, fed[-1]))),
