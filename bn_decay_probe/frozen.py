@@ -51,14 +51,5 @@ def aligned_empty(shape: Any, dtype: Any) -> np.ndarray:
     return raw[start:start + size].view(dtype).reshape(shape)
 
 
-def aligned_frozen_array(values: Any, dtype: Any) -> np.ndarray:
-    """A read-only copy of ``values`` as ``dtype`` in a buffer aligned for TensorFlow."""
-    values = np.asarray(values)
-    array = aligned_empty(values.shape, dtype)
-    array[...] = values
-    array.flags.writeable = False
-    return array
-
-
 def frozen_arrays(mapping: Mapping[str, Any]) -> FrozenDict:
     return FrozenDict((key, frozen_array(value)) for key, value in mapping.items())

@@ -127,7 +127,7 @@ def _held(tf1: Any, feeds: Dict[Any, np.ndarray], name: str, array: np.ndarray) 
     constant: grappler would fold a constant input's statistics at optimization time, and a
     large input would bloat the GraphDef. Kept out of GLOBAL_VARIABLES, which is the layer's.
     A resource variable, read once here: it keeps the buffer of an aligned feed (see
-    frozen.aligned_frozen_array) instead of copying it, and the branches add no read op."""
+    frozen.aligned_empty, which config uses) instead of copying it, and the branches add no read op."""
     placeholder = tf1.placeholder(tf1.float32, array.shape, name=name + "/value")
     feeds[placeholder] = array
     held = tf1.Variable(placeholder, trainable=False, collections=[_HELD], name=name + "/held",
@@ -161,6 +161,12 @@ def _find(variables: Dict[str, Any], names: Tuple[str, ...], short: str) -> Any:
             return variables[name]
     raise GraphStructureError("the train branch reads no %s variable (it reads %s)"
                               % (short, list(names)))
+
+
+def computed(graph: Any, names: FrozenSet[str]) -> FrozenSet[str]:
+    """The ops among ``names`` that compute something: not constants, which TF may serve
+    without running them, so that whether a step trace lists them varies from run to run."""
+    return frozenset(op.name for op in _ops(graph, names) if op.type != "Const")
 
 
 def _ops(graph: Any, names: FrozenSet[str]) -> List[Any]:

@@ -158,7 +158,8 @@ def run(config: ProbeConfig) -> ProbeResult:
         built = s.built
         device = DeviceReport(config.device, s.placement.target, s.gpus, s.placement.notice,
                               FrozenDict((phase, FrozenDict(devices.executed_on(
-                                  metadata[phase], built.branch_ops[phase])))
+                                  metadata[phase],
+                                  graph.computed(built.graph, built.branch_ops[phase]))))
                                   for phase in graph.PHASES))
 
     trajectory = {short_name(n): frozen_array([values[n] for values in steps])

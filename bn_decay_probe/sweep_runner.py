@@ -170,7 +170,8 @@ def _device_report(config: ProbeConfig, placement: devices.Placement, gpus: Tupl
     own = tuple(v.op.name + "/" for v in built.variables)
     return DeviceReport(config.device, placement.target, gpus, placement.notice, FrozenDict(
         (phase, FrozenDict(devices.executed_on(
-            metadata, [n for n in built.branch_ops[phase] if not n.startswith(own)])))
+            metadata, [n for n in graph.computed(built.graph, built.branch_ops[phase])
+                       if not n.startswith(own)])))
         for phase in graph.PHASES))
 
 
