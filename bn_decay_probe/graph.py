@@ -71,11 +71,11 @@ def build(config: ProbeConfig, target: str) -> ProbeGraph:
         graph = tf1.Graph()
         with graph.as_default(), tf1.device(target):
             feeds: Dict[Any, np.ndarray] = {}
-            test_input = _held(tf1, feeds, "input", layout(config, config.inputs))
+            test_input = hold_input(tf1, feeds, "input", layout(config, config.inputs))
             batch_index = None
             train_input = test_input
             if config.batches is not None:
-                batches = _held(tf1, feeds, "batches", layout(config, config.batches))
+                batches = hold_input(tf1, feeds, "batches", layout(config, config.batches))
                 batch_index = tf1.placeholder(tf1.int32, [], name="batch_index")
                 train_input = tf1.gather(batches, batch_index, name="train_input")
             layer = apis.builder(tf1, config)
@@ -88,13 +88,13 @@ def build(config: ProbeConfig, target: str) -> ProbeGraph:
             train_step = _train_step(tf1, config, branches["train"])
             bn_variables = tf1.global_variables()
             collected = tuple(u.name for u in tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
-            initializers = [v.initializer for v in _held_variables(graph)]
+            initializers = [v.initializer for v in held_variables(graph)]
             initializers.append(tf1.variables_initializer(bn_variables))
         graph.finalize()  # nothing may add ops while the probe runs
 
     variables = {v.name: v for v in bn_variables}
     by_op = {v.op.name: v for v in bn_variables}
-    branch_variables = {phase: _variables_read(graph, branch_ops[phase], by_op)
+    branch_variables = {phase: variables_read(graph, branch_ops[phase], by_op)
                         for phase in PHASES}
     if config.share_variables and not shares_variables(branch_variables):
         raise UnsharedVariablesError(
@@ -102,14 +102,14 @@ def build(config: ProbeConfig, target: str) -> ProbeGraph:
             % (list(branch_variables["train"]), list(branch_variables["test"])))
     fed, factors = {}, {}
     for name in MOVING:
-        variable = _find(variables, branch_variables["train"], name)
-        found = _moving_average_inputs(graph, branch_ops["train"], variable)
+        variable = find_variable(variables, branch_variables["train"], name)
+        found = moving_average_inputs(graph, branch_ops["train"], variable)
         if found:
             fed[name], factors[name] = found
     return ProbeGraph(graph, feeds, initializers, batch_index, train_step,
                       branches["test"].output, variables, branch_ops, branch_variables, fed,
-                      factors, {p: _is_fused(graph, branch_ops[p]) for p in PHASES},
-                      {p: _epsilon(graph, branch_ops[p]) for p in PHASES}, collected)
+                      factors, {p: is_fused(graph, branch_ops[p]) for p in PHASES},
+                      {p: epsilon_of(graph, branch_ops[p]) for p in PHASES}, collected)
 
 
 def shares_variables(branch_variables: Dict[str, Tuple[str, ...]]) -> bool:
@@ -122,7 +122,8 @@ def shares_variables(branch_variables: Dict[str, Tuple[str, ...]]) -> bool:
 _HELD = "held_inputs"
 
 
-def _held(tf1: Any, feeds: Dict[Any, np.ndarray], name: str, array: np.ndarray) -> Any:
+def hold_input(tf1: Any, feeds: Dict[Any, np.ndarray], name: str,
+               array: np.ndarray) -> Any:
     """A variable initialized once from a placeholder: the input lives in the graph. Not a
     constant: grappler would fold a constant input's statistics at optimization time, and a
     large input would bloat the GraphDef. Kept out of GLOBAL_VARIABLES, which is the layer's.
@@ -135,7 +136,7 @@ def _held(tf1: Any, feeds: Dict[Any, np.ndarray], name: str, array: np.ndarray) 
     return held.read_value()
 
 
-def _held_variables(graph: Any) -> List[Any]:
+def held_variables(graph: Any) -> List[Any]:
     return graph.get_collection(_HELD)
 
 
@@ -155,7 +156,7 @@ def _train_step(tf1: Any, config: ProbeConfig, branch: apis.Branch) -> Any:
         return tf1.identity(branch.output, name="train_step")
 
 
-def _find(variables: Dict[str, Any], names: Tuple[str, ...], short: str) -> Any:
+def find_variable(variables: Dict[str, Any], names: Tuple[str, ...], short: str) -> Any:
     for name in names:
         if name.split(":")[0].split("/")[-1] == short:
             return variables[name]
@@ -180,12 +181,13 @@ def _source_variable(op: Any) -> Any:
     return op
 
 
-def _variables_read(graph: Any, names: FrozenSet[str], by_op: Dict[str, Any]) -> Tuple[str, ...]:
+def variables_read(graph: Any, names: FrozenSet[str],
+                   by_op: Dict[str, Any]) -> Tuple[str, ...]:
     read = {_source_variable(t.op).name for op in _ops(graph, names) for t in op.inputs}
     return tuple(sorted(by_op[name].name for name in read if name in by_op))
 
 
-def _moving_average_inputs(graph: Any, names: FrozenSet[str],
+def moving_average_inputs(graph: Any, names: FrozenSet[str],
                            variable: Any) -> Optional[Tuple[Any, Any]]:
     """Finds ``v -= (v - value) * factor`` (assign_moving_average, also Keras's) updating
     ``variable`` in the branch and returns (value, factor): the statistic actually fed and
@@ -216,11 +218,11 @@ def _writes(assign: Any, name: str) -> bool:
     return target == name or target.endswith(name + "/biased")
 
 
-def _is_fused(graph: Any, names: FrozenSet[str]) -> bool:
+def is_fused(graph: Any, names: FrozenSet[str]) -> bool:
     return any(op.type in FUSED_OPS for op in _ops(graph, names))
 
 
-def _epsilon(graph: Any, names: FrozenSet[str]) -> float:
+def epsilon_of(graph: Any, names: FrozenSet[str]) -> float:
     """The fused kernel's epsilon attribute (TF raises values below 1.001e-5 to that), or the
     constant added to the variance before Rsqrt on the non-fused path."""
     tf = backend.tensorflow()

@@ -55,7 +55,7 @@ def _build(config: ProbeConfig, target: str) -> _SweepGraph:
         g = tf1.Graph()
         with g.as_default(), tf1.device(target):
             feeds: Dict[Any, np.ndarray] = {}
-            x = graph._held(tf1, feeds, "input", config.inputs)
+            x = graph.hold_input(tf1, feeds, "input", config.inputs)
             decay = tf1.placeholder(tf1.float64, [], name="decay")
             # ProbeConfig does not validate on construction; this one carries the tensor.
             layer = apis.ContribBuilder(tf1, dataclasses.replace(config, decay=decay))
@@ -84,13 +84,13 @@ def _build(config: ProbeConfig, target: str) -> _SweepGraph:
                 with tf1.control_dependencies([reset]):
                     after_reset = read()
             by_op = {v.op.name: v for v in variables}
-            branch_variables = {phase: graph._variables_read(g, branch_ops[phase], by_op)
+            branch_variables = {phase: graph.variables_read(g, branch_ops[phase], by_op)
                                 for phase in graph.PHASES}
             fed, factors = [], []
             for name in graph.MOVING:
-                variable = graph._find({v.name: v for v in variables},
+                variable = graph.find_variable({v.name: v for v in variables},
                                        branch_variables["train"], name)
-                found = graph._moving_average_inputs(g, branch_ops["train"], variable)
+                found = graph.moving_average_inputs(g, branch_ops["train"], variable)
                 if found is None:  # contrib updates in place whenever it trains
                     raise graph.GraphStructureError("no moving-average update of %s in the "
                                                     "train branch" % variable.op.name)
@@ -99,14 +99,14 @@ def _build(config: ProbeConfig, target: str) -> _SweepGraph:
                 factors.append(factor)
             fetches = [outputs["train"], *fed, after_train, outputs["test"], after_test,
                        tf1.stack(factors)]
-            initializers = [v.initializer for v in graph._held_variables(g)]
+            initializers = [v.initializer for v in graph.held_variables(g)]
             initializers.append(tf1.variables_initializer(variables))
             update_ops = tuple(u.name for u in tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
         g.finalize()
     return _SweepGraph(g, feeds, initializers, decay, variables, fetches, initial, after_reset,
                        branch_ops, branch_variables,
-                       {p: graph._is_fused(g, branch_ops[p]) for p in graph.PHASES},
-                       {p: graph._epsilon(g, branch_ops[p]) for p in graph.PHASES}, update_ops)
+                       {p: graph.is_fused(g, branch_ops[p]) for p in graph.PHASES},
+                       {p: graph.epsilon_of(g, branch_ops[p]) for p in graph.PHASES}, update_ops)
 
 
 def run(config: ProbeConfig, decays: Sequence[float],

@@ -1,6 +1,5 @@
 """Sweep plots: written, non-empty PNGs; the lines drawn are the measurements and the closed
 form, checked against the numpy reference; matplotlib missing is one clear error."""
-import os
 import sys
 
 import numpy as np
@@ -9,8 +8,6 @@ import pytest
 from bn_decay_probe import sweep
 from bn_decay_probe.plot import PlotUnavailableError, shown_indices
 from conftest import Reference, channel_inputs
-
-os.environ.setdefault("MPLBACKEND", "Agg")  # never a GUI backend (the figures need none)
 
 DECAYS = (0.3, 0.5, 0.7, 0.8, 0.9)
 STEPS = 6
