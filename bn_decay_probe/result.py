@@ -8,7 +8,7 @@ import numpy as np
 
 from . import theory
 from .config import ProbeConfig, check_tol
-from .frozen import FrozenDict, frozen_array
+from .frozen import FrozenDict
 from .jsonable import from_json_values, to_json_values
 
 PHASES = ("train", "test")

@@ -167,7 +167,7 @@ def run(config: ProbeConfig) -> ProbeResult:
     fed_names = list(built.fed)
     for name, key in (("moving_mean", "batch_mean"), ("moving_variance", "batch_variance")):
         if name in fed_names:
-            trajectory[key] = frozen_array([s[fed_names.index(name)] for s in fed])
+            trajectory[key] = frozen_array([step[fed_names.index(name)] for step in fed])
     if one_input:
         trajectory["gap"] = frozen_array(gaps, np.float64)
     result = ProbeResult(

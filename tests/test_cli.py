@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from bn_decay_probe import ProbeResult
-from conftest import backend_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "run_experiment.py")

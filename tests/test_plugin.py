@@ -1,7 +1,6 @@
 """The pytest plugin end to end: a separate pytest process finds it through the pytest11 entry
 point, the bn_probe fixture runs real probes, and failures carry the exact message plus the
 probe's report."""
-import pytest
 
 TESTS = '''
 from bn_decay_probe.testing import assert_moved, assert_moved_as_decay_predicts
