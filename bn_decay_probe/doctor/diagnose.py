@@ -71,7 +71,7 @@ def diagnose_checkpoint(path: Any, decay: Any = None, threshold: Any = DEFAULT_T
         if graph is not None:
             in_graph = {layer.name: layer for layer in graph_reader.find_batch_norm_layers(
                 tf1, graph)}
-            roots = graph_reader.train_roots(graph)
+            roots = graph_reader.train_roots(tf1, graph)
             run = graph_reader.ancestors(roots) if roots else None
     notes = [graph_note] if graph_note else []
     if graph is not None and run is None:
@@ -181,7 +181,7 @@ def diagnose_graph(graph: Any, train_op: Any = None, session: Any = None, decay:
         if train_op is not None:
             run = graph_reader.ancestors(graph_reader.as_ops(tf1, train_op))
         else:
-            roots = graph_reader.train_roots(graph)
+            roots = graph_reader.train_roots(tf1, graph)
             run = graph_reader.ancestors(roots) if roots else collected
             notes.append("no train_op given: taken as the train step: %s" % (
                 ", ".join(op.name for op in roots) if roots else

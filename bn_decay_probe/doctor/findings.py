@@ -249,7 +249,8 @@ def wiring_findings(layers: Sequence[LayerFacts], have_train_op: bool) -> List[F
     layer whose statistics moved had its updates run by something else (e.g. Model.fit)."""
     findings = []
     for layer in layers:
-        if layer.updates != NOT_RUN or (layer.read and not _initial_or_broken(layer)):
+        if (layer.updates != NOT_RUN or not layer.missing_updates
+                or (layer.read and not _initial_or_broken(layer))):
             continue
         names = ", ".join(layer.missing_updates)
         step = "the train op" if have_train_op else "the graph's train step"

@@ -322,10 +322,15 @@ def ancestors(roots: Iterable[Any]) -> Set[Any]:
     return seen
 
 
-def train_roots(graph: Any) -> List[Any]:
-    """The ops a train step runs when nobody says which: the ops that nothing consumes among
+def train_roots(tf1: Any, graph: Any) -> List[Any]:
+    """The ops a train step runs when nobody says which: the TRAIN_OP collection (slim's
+    create_train_op, Estimator) when it is filled; else the ops that nothing consumes among
     those that run an optimizer's apply op (ApplyGradientDescent, ResourceApplyAdam, ...), e.g.
-    ``minimize()``'s op or Keras Model.fit's ``training/group_deps``. In graph order."""
+    ``minimize()``'s op or Keras Model.fit's ``training/group_deps``, leaving out the reads TF
+    2.x's optimizers add after their updates. In graph order."""
+    collected = as_ops(tf1, graph.get_collection(tf1.GraphKeys.TRAIN_OP))
+    if collected:
+        return collected
     consumers: Dict[Any, List[Any]] = {}
     for op in graph.get_operations():
         for tensor in op.inputs:
@@ -339,7 +344,8 @@ def train_roots(graph: Any) -> List[Any]:
         if op not in reached:
             reached.add(op)
             stack.extend(consumers.get(op, []))
-    return [op for op in graph.get_operations() if op in reached and not consumers.get(op)]
+    return [op for op in graph.get_operations() if op in reached and not consumers.get(op)
+            and op.type != "ReadVariableOp"]
 
 
 def _applies_gradients(op: Any) -> bool:
