@@ -3,6 +3,7 @@ block per group of identical findings (one explanation and fix, the count, the l
 then notes; ``verbose`` adds the per-layer table. Every line fits ``WIDTH`` columns."""
 from __future__ import annotations
 
+import os
 import textwrap
 from collections import Counter, OrderedDict
 from typing import Dict, List, Sequence, Tuple
@@ -140,8 +141,8 @@ def _factor(names: Sequence[str]) -> Tuple[str, str, List[str]]:
 
 
 def layer_table(d: Diagnosis) -> List[str]:
-    """One row per layer: name, channels, decay (g: graph, d: given), each moving statistic's
-    range with its NaN / inf count, and the finding codes."""
+    """One row per layer: name, checkpoint key (object checkpoints), channels, decay (g: graph,
+    d: given), each moving statistic's range with its NaN / inf count, and the finding codes."""
     codes: Dict[str, List[str]] = {}
     for f in d.findings:
         codes.setdefault(f.layer, []).append(f.code)
@@ -151,14 +152,20 @@ def layer_table(d: Diagnosis) -> List[str]:
         lines.append("layer names below without their common %s" % " and ".join(
             part for part in ("prefix %s" % prefix if prefix else "",
                               "suffix %s" % suffix if suffix else "") if part))
+    keys = [s.checkpoint_name or "" for s in d.layers]
+    key_prefix = os.path.commonprefix(keys).rstrip("0123456789") if any(keys) else ""
+    if key_prefix:
+        lines.append("checkpoint keys: %s<key>/..." % key_prefix)
     mark = {DECAY_GIVEN: " d", DECAY_FROM_GRAPH: " g"}
-    header = ["layer", "ch", "decay", "moving_mean", "moving_variance", "finding"]
-    rows = [[middle + (" [%s]" % s.checkpoint_name if s.checkpoint_name else ""),
+    header = ["layer"] + (["key"] if any(keys) else []) + [
+        "ch", "decay", "moving_mean", "moving_variance", "finding"]
+    rows = [[middle] + ([key[len(key_prefix):]] if any(keys) else []) + [
              "?" if s.channels is None else str(s.channels),
              "?" if s.decay is None else "%.6g%s" % (s.decay, mark.get(s.decay_source, "")),
              "-" if s.mean is None else s.mean.text(),
              "-" if s.variance is None else s.variance.text(),
-             ", ".join(codes.get(s.name, [])) or "ok"] for s, middle in zip(d.layers, middles)]
+             ", ".join(codes.get(s.name, [])) or "ok"]
+            for s, middle, key in zip(d.layers, middles, keys)]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     spare = WIDTH - (sum(widths) + 2 * (len(widths) - 1))
     if spare < 0:
