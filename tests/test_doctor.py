@@ -17,7 +17,7 @@ from bn_decay_probe import ProbeConfigError, backend, doctor
 from bn_decay_probe.doctor import (BAD_VARIANCE, KERAS_UPDATES_NOT_COLLECTED,
                                    MISSING_UPDATE_DEPENDENCY, NEVER_UPDATED, PARTLY_CONVERGED,
                                    UNSHARED_BRANCHES, diagnose_checkpoint, diagnose_graph)
-from conftest import backend_name, contrib_update_ops_unavailable
+from conftest import backend_name, contrib_update_ops_unavailable, doctor_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 X = np.random.RandomState(0).normal(2.0, 3.0, (8, 6, 6, 3)).astype(np.float32)
@@ -697,17 +697,6 @@ def test_verbose_adds_the_per_layer_table(contrib_never):
 
 
 # ----------------------------------------------------------------------------- command line
-
-def doctor_cli(*args):
-    """`bn-decay-probe doctor ...`, the installed console script, as users run it."""
-    script = os.path.join(os.path.dirname(sys.executable), "bn-decay-probe")
-    # This checkout first on the path: the script of an editable install elsewhere would
-    # otherwise import that other copy of the package.
-    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
-    return subprocess.run([script, "doctor", *args], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT,
-                          env=dict(os.environ, PYTHONPATH=path))
-
 
 def test_cli_clean_checkpoint_exits_0_quietly(contrib_ok):
     out = doctor_cli(os.path.dirname(contrib_ok), "--decay", "0.9")

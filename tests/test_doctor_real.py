@@ -5,17 +5,14 @@ expected verdicts come from what each case did (the table below), the expected n
 update rule; never from the doctor's own output."""
 import functools
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from bn_decay_probe.doctor import (NEVER_UPDATED, PARTLY_CONVERGED, TRAINED_IN_INFERENCE_MODE,
                                    UNSHARED_BRANCHES, diagnose_checkpoint, render_diagnosis)
+from conftest import doctor_cli
 from real_models import CASES, CI_MODELS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THRESHOLD = 0.05
 
 # What each case must give on a Saver checkpoint with its .meta graph, with or without --decay:
@@ -123,14 +120,6 @@ def test_grouped_output_of_a_real_model(real_model, model):
     assert len(lines) < 15 and max(len(line) for line in lines) <= 100
     verbose = render_diagnosis(diagnosed(trained.saver_prefix, None), verbose=True).splitlines()
     assert len(verbose) > count and max(len(line) for line in verbose) <= 100
-
-
-def doctor_cli(*args):
-    script = os.path.join(os.path.dirname(sys.executable), "bn-decay-probe")
-    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
-    return subprocess.run([script, "doctor", *args], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT,
-                          env=dict(os.environ, PYTHONPATH=path))
 
 
 def test_cli_on_real_checkpoints(real_model, tmp_path):

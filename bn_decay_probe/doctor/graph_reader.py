@@ -21,8 +21,8 @@ _UPDATE_OPS = frozenset({"AssignSub", "AssignSubVariableOp"})
 _PASS_THROUGH = frozenset({"Identity", "RefIdentity", "Switch", "RefSwitch", "Enter", "RefEnter"})
 _READS = frozenset({"Identity", "ReadVariableOp", "Switch", "RefSwitch", "Enter", "RefEnter"})
 # Consumers of a moving statistic that neither update nor normalize with it.
-_BOOKKEEPING = frozenset({"Assign", "AssignVariableOp", "VarIsInitializedOp", "IsVariableInitialized",
-                          "SaveV2", "Save", "SaveSlices"})
+_BOOKKEEPING = frozenset({"Assign", "AssignVariableOp", "VarIsInitializedOp",
+                          "IsVariableInitialized", "SaveV2", "Save", "SaveSlices"})
 _FUSED = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
 # The graph collection behind tf.compat.v1.get_variable (TF 1.15 and 2.x alike).
 _VARIABLE_STORE = ("__variable_store",)
