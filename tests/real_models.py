@@ -35,6 +35,7 @@ Importing this module does not import TensorFlow.
 import copy
 import os
 import tempfile
+import types
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
@@ -119,11 +120,12 @@ def _slim() -> Tuple[object, object, object]:
     tf = backend.tensorflow()
     if backend.name() == "tf1":
         from tensorflow.contrib import slim
-        from tensorflow.contrib.slim import nets
+        from tensorflow.contrib.slim.nets import inception_v3, resnet_v1
     else:
         import tf_slim as slim
-        from tf_slim import nets
-    return tf.compat.v1, slim, nets
+        from tf_slim.nets import inception_v3, resnet_v1
+    return tf.compat.v1, slim, types.SimpleNamespace(inception_v3=inception_v3,
+                                                     resnet_v1=resnet_v1)
 
 
 def _slim_update_collections(tf1: object) -> object:

@@ -16,7 +16,8 @@ import pytest
 from bn_decay_probe import ProbeConfigError, backend, doctor
 from bn_decay_probe.doctor import (BAD_VARIANCE, KERAS_UPDATES_NOT_COLLECTED,
                                    MISSING_UPDATE_DEPENDENCY, NEVER_UPDATED, PARTLY_CONVERGED,
-                                   UNSHARED_BRANCHES, diagnose_checkpoint, diagnose_graph)
+                                   TRAINED_IN_INFERENCE_MODE, UNSHARED_BRANCHES,
+                                   diagnose_checkpoint, diagnose_graph)
 from conftest import backend_name, contrib_update_ops_unavailable, doctor_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,13 +69,16 @@ class Model:
     """A built (not yet run) graph: conv-BN-relu twice, global mean pool, dense head, Adam."""
 
     def __init__(self, api, decay=0.9, wiring="update_ops", test_branch=None,
-                 training_flag=False, count_steps=True, collection=None):
+                 training_flag=False, count_steps=True, collection=None, training_default=True,
+                 inference=False):
         """wiring: which ops the train op depends on -- "update_ops" (the UPDATE_OPS collection),
         "layer_updates" (the tf.keras layers' own updates), "collection" (the collection named
         ``collection``, which contrib then collects its updates in), "in_place" (contrib with
         updates_collections=None, no dependency) or "none". test_branch: None, "shared" or
         "unshared" (a second, is_training=False copy of the net built without common names).
-        count_steps=False leaves global_step out of minimize(), so it stays 0."""
+        count_steps=False leaves global_step out of minimize(), so it stays 0. training_flag:
+        the training argument is a placeholder_with_default(training_default) instead of True;
+        inference: the training argument is False (the train step runs inference mode)."""
         self.api, self.decay, self.collection = api, decay, collection
         with backend.quiet() as tf1:
             self.graph = tf1.Graph()
@@ -82,7 +86,8 @@ class Model:
                 tf1.set_random_seed(0)
                 x = tf1.constant(X)
                 self.keras_layers = self._keras_layers() if api == "keras" else None
-                training = tf1.placeholder_with_default(True, []) if training_flag else True
+                training = (tf1.placeholder_with_default(training_default, []) if training_flag
+                            else not inference)
                 out = self._net(tf1, x, training, wiring, shared=test_branch != "unshared")
                 if test_branch:
                     self._net(tf1, x, False, wiring, shared=test_branch == "shared")
@@ -470,12 +475,17 @@ def test_train_op_without_update_ops(api):
 def test_train_op_under_update_ops_is_clean():
     model = built("contrib")
     d = diagnose_graph(model.graph, model.train_op)
-    assert d.clean
+    assert d.findings == ()
+    # Without a session the values are not checked: incomplete, never "clean".
+    assert d.status == "incomplete" and not d.clean
+    assert d.not_checked == ("the values (no session given): NEVER_UPDATED, UNSHARED_BRANCHES, "
+                             "BAD_VARIANCE, TRAINED_IN_INFERENCE_MODE, PARTLY_CONVERGED; give a "
+                             "session whose variables hold the trained values",)
     # Clean because the update ops run, not because none was found.
     assert [s.update_ops for s in d.layers] == [update_op_names("block0/bn"),
                                                 update_op_names("block1/bn")]
     # As session.run takes it; under TF 2.x global_step is a resource variable.
-    assert diagnose_graph(model.graph, [model.train_op, model.step]).clean
+    assert diagnose_graph(model.graph, [model.train_op, model.step]).findings == ()
     assert codes(diagnose_graph(model.graph, model.step)) == {
         ("block0/bn", MISSING_UPDATE_DEPENDENCY), ("block1/bn", MISSING_UPDATE_DEPENDENCY)}
 
@@ -483,22 +493,22 @@ def test_train_op_under_update_ops_is_clean():
 def test_updates_in_place_need_no_dependency():
     model = built("contrib", wiring="in_place")
     d = diagnose_graph(model.graph, model.train_op)
-    assert d.clean and d.layers[0].update_ops == update_op_names("block0/bn")
-    assert diagnose_graph(model.graph).clean  # not in UPDATE_OPS, but in place
+    assert d.findings == () and d.layers[0].update_ops == update_op_names("block0/bn")
+    assert diagnose_graph(model.graph).findings == ()  # not in UPDATE_OPS, but in place
     # Even a train op that does not run the layers' output cannot miss them: in place, they run
     # whenever the output does.
-    assert diagnose_graph(model.graph, model.step).clean
+    assert diagnose_graph(model.graph, model.step).findings == ()
 
 
 def test_updates_in_another_collection():
     # contrib's own update path on both backends (tf_slim and TF 1.15's contrib hand only
     # `updates_collections is UPDATE_OPS` to the tf.layers class).
     ran = Model("contrib", wiring="collection", collection="bn_updates")
-    assert diagnose_graph(ran.graph, ran.train_op).clean
+    assert diagnose_graph(ran.graph, ran.train_op).findings == ()
     assert ran.graph.get_collection("bn_updates") != []
     # Without a train op only UPDATE_OPS is trusted; and a train op that forgets the collection.
     # Without a train op, the graph's own train step (it runs the collection).
-    assert diagnose_graph(ran.graph).clean
+    assert diagnose_graph(ran.graph).findings == ()
     forgot = Model("contrib", wiring="none", collection="bn_updates")
     for d in (diagnose_graph(forgot.graph), diagnose_graph(forgot.graph, forgot.train_op)):
         assert codes(d) == {("block0/bn", MISSING_UPDATE_DEPENDENCY),
@@ -524,7 +534,7 @@ def test_without_any_train_step_update_ops_collection_is_trusted():
             backend.batch_norm()(tf1.constant(X), is_training=True,
                                  updates_collections=contrib_update_ops())
     d = diagnose_graph(graph)
-    assert d.clean and d.layers[0].update_ops == update_op_names("BatchNorm")
+    assert d.findings == () and d.layers[0].update_ops == update_op_names("BatchNorm")
     assert d.notes[0] == ("no train_op given: taken as the train step: the ops in UPDATE_OPS "
                           "(the graph has no op that applies gradients)")
 
@@ -542,7 +552,7 @@ def test_keras_updates_not_collected():
 
 def test_keras_updates_run_by_the_train_op_are_clean():
     model = built("keras", wiring="layer_updates")
-    assert diagnose_graph(model.graph, model.train_op).clean
+    assert diagnose_graph(model.graph, model.train_op).findings == ()
 
 
 def test_keras_updates_collected_but_not_run():
@@ -583,7 +593,8 @@ def test_decay_behind_a_training_flag_is_read(api):
     model = built(api, decay=0.97, training_flag=True)
     d = diagnose_graph(model.graph, model.train_op)
     assert [s.decay for s in d.layers] == [pytest.approx(0.97)] * 2
-    assert d.clean and d.layers[1].update_ops == flagged_update_op_names(api, "block1/bn")
+    assert d.findings == ()
+    assert d.layers[1].update_ops == flagged_update_op_names(api, "block1/bn")
 
 
 @pytest.mark.parametrize("api", ["contrib", "layers"])
@@ -602,10 +613,69 @@ def test_update_ops_behind_a_training_flag_not_run(api):
 def test_updates_in_place_behind_a_training_flag():
     model = built("contrib", decay=0.97, training_flag=True, wiring="in_place")
     d = diagnose_graph(model.graph, model.step)  # a train op that does not run them
-    assert d.clean
+    assert d.findings == ()
     assert [s.update_ops for s in d.layers] == [
         flagged_update_op_names("contrib", "block%d/bn" % i, in_place=True) for i in (0, 1)]
     assert [s.decay for s in d.layers] == [pytest.approx(0.97)] * 2
+
+
+@pytest.mark.parametrize("api", ["contrib", "layers"])
+def test_training_switch_left_at_default_false(api):
+    # The updates run, but behind a cond on a placeholder_with_default(False) never fed: decay 1.
+    model = Model(api, decay=0.97, training_flag=True, training_default=False)
+    with model.session(steps=3) as session:
+        d = diagnose_graph(model.graph, model.train_op, session=session)
+    assert codes(d) == {("block0/bn", TRAINED_IN_INFERENCE_MODE),
+                        ("block1/bn", TRAINED_IN_INFERENCE_MODE)}
+    assert "kept its default False" in d.findings[0].explanation
+    assert d.layers[0].mode.startswith("switched by PlaceholderWithDefault")
+    # Fed True it trains (0.97**3 = 0.91: not converged, but moved).
+    with backend.quiet() as tf1:
+        switch = model.graph.get_tensor_by_name("PlaceholderWithDefault:0")
+        with tf1.Session(graph=model.graph) as session:
+            session.run(model.init)
+            for _ in range(3):
+                session.run(model.train_op, {switch: True})
+            d = diagnose_graph(model.graph, model.train_op, session=session)
+    assert {code for _, code in codes(d)} == {PARTLY_CONVERGED}
+
+
+@pytest.mark.parametrize("api", ["contrib", "layers", "keras"])
+def test_inference_mode_in_the_train_step(api, tmp_path):
+    # is_training=False / training=False: no update op; the train step normalizes with (0, 1).
+    model = Model(api, inference=True, wiring="layer_updates" if api == "keras" else "update_ops")
+    with model.session(steps=3) as session:
+        d = diagnose_graph(model.graph, model.train_op, session=session)
+    names = ["batch_normalization", "batch_normalization_1"] if api == "keras" else \
+        ["block0/bn", "block1/bn"]
+    assert codes(d) == {(name, TRAINED_IN_INFERENCE_MODE) for name in names}
+    assert [s.mode for s in d.layers] == ["inference"] * 2
+    fix = {"contrib": "build the training net with is_training=True",
+           "layers": "call tf.layers.batch_normalization with training=True",
+           "keras": "call the layer or model with training=True"}[api]
+    assert d.findings[0].fix.startswith(fix)
+    # The checkpoint with its .meta graph tells the same.
+    prefix = model.save(tmp_path, steps=3)
+    assert codes(diagnose_checkpoint(prefix)) == codes(d)
+
+
+def test_slim_create_train_op_fills_train_op_collection():
+    with backend.quiet() as tf1:
+        graph = tf1.Graph()
+        with graph.as_default():
+            y = backend.batch_norm()(tf1.constant(X), is_training=True,
+                                     updates_collections=contrib_update_ops())
+            loss = tf1.reduce_mean(tf1.square(y - 1.0))
+            learning = (backend.tensorflow().contrib.slim.learning if backend_name() == "tf1"
+                        else __import__("tf_slim").learning)
+            # Runs UPDATE_OPS itself and returns the loss under its dependencies; it and the
+            # optimizer's apply op (apply_gradients adds it) are in TRAIN_OP (measured).
+            train_op = learning.create_train_op(loss, tf1.train.GradientDescentOptimizer(0.1))
+            assert [t.name for t in tf1.get_collection(tf1.GraphKeys.TRAIN_OP)] == [
+                "GradientDescent", train_op.name]
+    d = diagnose_graph(graph)
+    assert d.findings == () and d.notes[0] == ("no train_op given: taken as the train step: "
+                                               "GradientDescent, %s" % train_op.op.name)
 
 
 def imported(model):
@@ -633,7 +703,7 @@ def test_imported_graph_behind_a_training_flag(api, wiring):
     assert [s.decay for s in d.layers] == [pytest.approx(0.97)] * 2
     assert {s.kind for s in d.layers} == {"contrib" if api == "contrib" else "tf.layers"}
     if wiring == "in_place":
-        assert d.clean
+        assert d.findings == ()
     else:
         assert codes(d) == {("block0/bn", MISSING_UPDATE_DEPENDENCY),
                             ("block1/bn", MISSING_UPDATE_DEPENDENCY)}

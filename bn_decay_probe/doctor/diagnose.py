@@ -195,9 +195,6 @@ def diagnose_graph(graph: Any, train_op: Any = None, session: Any = None, decay:
             counters = _read_values(tf1, graph, session, layers, facts)
             step_count = choose_step_count(counters, steps)
     if session is None:
-        notes.append("no session given: values not read, so NEVER_UPDATED, UNSHARED_BRANCHES, "
-                      "BAD_VARIANCE, TRAINED_IN_INFERENCE_MODE and PARTLY_CONVERGED were not "
-                      "checked")
         switched = [f for f in facts if f.switch and f.switch_default is False
                     and f.updates == RUN and not f.switch_fed_true]
         if switched:
@@ -265,7 +262,10 @@ def _diagnosis(source: str, path: Optional[str], steps: StepCount, decay: Option
     decay_hint = ("not a constant in the graph" if source == "graph" else
                   "not a constant in the .meta graph" if graph_source else
                   "no .meta graph beside the checkpoint")
-    not_checked = _not_checked(unchecked, steps, source, decay_hint) if values_read else []
+    not_checked = (_not_checked(unchecked, steps, source, decay_hint) if values_read else
+                   ["the values (no session given): NEVER_UPDATED, UNSHARED_BRANCHES, "
+                    "BAD_VARIANCE, TRAINED_IN_INFERENCE_MODE, PARTLY_CONVERGED; give a session "
+                    "whose variables hold the trained values"])
     if steps.source not in (None, "given") and len(steps.candidates) > 1:
         notes.append("step counters found: %s; used %s" % (", ".join(
             "%s = %d" % item for item in steps.candidates), steps.source))

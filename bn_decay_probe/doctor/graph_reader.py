@@ -323,8 +323,9 @@ def ancestors(roots: Iterable[Any]) -> Set[Any]:
 
 
 def train_roots(tf1: Any, graph: Any) -> List[Any]:
-    """The ops a train step runs when nobody says which: the TRAIN_OP collection (slim's
-    create_train_op, Estimator) when it is filled; else the ops that nothing consumes among
+    """The ops a train step runs when nobody says which: the TRAIN_OP collection when it is
+    filled (tf.compat.v1 optimizers add their apply op there, slim's create_train_op its train
+    op); else (Keras's optimizers add nothing) the ops that nothing consumes among
     those that run an optimizer's apply op (ApplyGradientDescent, ResourceApplyAdam, ...), e.g.
     ``minimize()``'s op or Keras Model.fit's ``training/group_deps``, leaving out the reads TF
     2.x's optimizers add after their updates. In graph order."""
