@@ -58,15 +58,16 @@ class LayerFacts:
 
 def value_findings(layers: Sequence[LayerFacts], steps: Optional[int],
                    threshold: float) -> List[Finding]:
-    """At most one per layer, by precedence: trained in inference mode, broken values, never
-    updated (or an unshared copy), not converged."""
+    """At most one per layer, by precedence: trained in inference mode (not when the step
+    counter says no step ran), broken values, never updated (or an unshared copy), not
+    converged."""
     trained = [layer for layer in layers if layer.read and not is_initial(layer)
                and _finite(layer)]
     findings = []
     for layer in layers:
         if not layer.read:
             continue
-        finding = (_inference_mode(layer) or _bad_variance(layer)
+        finding = ((_inference_mode(layer) if steps != 0 else None) or _bad_variance(layer)
                    or (_never_updated(layer, trained) if is_initial(layer) else None)
                    or (_partly_converged(layer, steps, threshold)
                        if can_check_convergence(layer, steps) else None))
