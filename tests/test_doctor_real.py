@@ -141,3 +141,33 @@ def test_cli_on_real_checkpoints(real_model, tmp_path):
     assert out.returncode == 0
     out = doctor_cli(real_model("slim_resnet_v1_50", "correct").saver_prefix, "--steps", "2")
     assert out.returncode == 1 and "0.5**2 = 0.25 " in out.stdout  # --steps overrides
+
+
+@pytest.mark.parametrize("model, case, mode, switch", [
+    ("slim_resnet_v1_50", "correct", "training", None),
+    ("slim_resnet_v1_50", "inference_mode", "inference", None),
+    ("keras_mobilenet_v2", "correct", "switched", ("keras_learning_phase:0", False, True)),
+])
+def test_graph_reader_on_an_imported_meta_graph(real_model, model, case, mode, switch):
+    """What the repair builds on: the layers of a .meta graph, their variables, and the switch
+    their conds test."""
+    from bn_decay_probe import backend
+    from bn_decay_probe.doctor import graph_reader
+
+    trained = real_model(model, case)
+    with backend.quiet() as tf1:
+        graph = tf1.Graph()
+        with graph.as_default():
+            tf1.train.import_meta_graph(trained.saver_prefix + ".meta")
+        layers = graph_reader.find_batch_norm_layers(tf1, graph)
+        roots = graph_reader.train_roots(tf1, graph)
+    assert [layer.name for layer in layers] == list(trained.bn_layers)
+    assert {layer.mode for layer in layers} == {mode}
+    assert all(layer.variables["moving_mean"].op.name == layer.name + "/moving_mean"
+               for layer in layers)
+    assert {None if layer.switch is None else (layer.switch.name, layer.switch.default,
+                                               layer.switch.keras_learning_phase)
+            for layer in layers} == {switch}
+    expected_kind = "tf.keras" if model.startswith("keras") else "contrib"
+    assert {layer.kind for layer in layers} == {expected_kind}
+    assert roots and all(layer.update_ops for layer in layers) == (mode != "inference")

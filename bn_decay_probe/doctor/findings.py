@@ -206,6 +206,9 @@ def _never_updated(layer: LayerFacts, trained: Sequence[LayerFacts]) -> Finding:
                 "not saved",
            NOT_RUN: "the train step does not run the update ops",
            UNKNOWN: "the update ops never ran (or ran in inference mode)"}[layer.updates]
+    if layer.mode == "inference":  # graph_reader.INFERENCE: built without update ops
+        why = ("the layer was built in inference mode (is_training=False or training=False: no "
+               "update op), and the train step does not run it")
     return Finding(layer.name, NEVER_UPDATED, ERROR,
                    "moving_mean is all 0 and moving_variance all 1, their initial values: %s, "
                    "so inference normalizes with (0, 1)" % why, how + "; then train again", "")
