@@ -137,8 +137,6 @@ def test_cli_on_real_checkpoints(real_model, tmp_path):
     # save_weights: no graph, no decay -> exit 3, "not checked" right under the verdict.
     out = doctor_cli(real_model("keras_mobilenet_v2", "correct").weights_prefix)
     assert out.returncode == 3 and out.stdout.splitlines()[1].startswith("not checked: ")
-    out = doctor_cli(real_model("keras_mobilenet_v2", "correct").weights_prefix, "--decay", "0.5")
-    assert out.returncode == 0
     out = doctor_cli(real_model("slim_resnet_v1_50", "correct").saver_prefix, "--steps", "2")
     assert out.returncode == 1 and "0.5**2 = 0.25 " in out.stdout  # --steps overrides
 
