@@ -12,7 +12,8 @@ from .errors import ProbeConfigError
 from .frozen import aligned_empty
 
 DEVICES = ("auto", "cpu", "gpu")
-APIS = ("contrib", "layers", "keras", "nn")
+APIS = ("contrib", "layers", "keras", "nn", "keras3")
+GRAPH_APIS = APIS[:4]  # TF1-style graphs; keras3 runs eagerly (keras3_runner)
 UPDATES = ("inplace", "update_ops", "forgotten")
 DATA_FORMATS = ("NHWC", "NCHW")
 DEFAULT_SHAPE = (1, 4, 4, 1)
@@ -240,6 +241,17 @@ def _describe(value: Any) -> str:
     return "a value of type %s" % type(value).__name__
 
 
+def _check_keras3(options: Dict[str, Any]) -> None:
+    if options["fused"]:
+        raise ProbeConfigError("fused=True is not available with api='keras3': Keras 3's "
+                               "BatchNormalization has no fused argument (it builds the "
+                               "non-fused ops); use fused=None or False")
+    if options["updates"] != "inplace":
+        raise ProbeConfigError("api='keras3' updates the moving statistics as the layer runs "
+                               "(Keras 3 has no update ops to collect or forget); updates must "
+                               "be 'inplace', got %r" % options["updates"])
+
+
 def seeded_inputs(shape: Tuple[int, ...], seed: int) -> np.ndarray:
     """uniform(INPUT_LOW, INPUT_HIGH) values of ``shape`` (a leading B for batches)."""
     values = float(np.prod(np.asarray(shape, np.float64)))  # float64: no integer overflow
@@ -304,6 +316,8 @@ class ProbeConfig:
             raise ProbeConfigError("zero_debias is tf.contrib.layers.batch_norm's "
                                    "zero_debias_moving_mean and needs api='contrib', got api=%r"
                                    % options["api"])
+        if options["api"] == "keras3":
+            _check_keras3(options)
         if not options["trainable"] and options["api"] == "nn":
             raise ProbeConfigError("trainable is an argument of the contrib, layers and keras "
                                    "layers; api='nn' has no layer to pass it to")

@@ -129,6 +129,10 @@ def _gap(test: np.ndarray, train: np.ndarray) -> float:
 
 
 def run(config: ProbeConfig) -> ProbeResult:
+    if config.api == "keras3":
+        from . import keras3_runner
+
+        return keras3_runner.run(config)
     tf1 = backend.tensorflow().compat.v1
     trace = tf1.RunOptions(trace_level=tf1.RunOptions.SOFTWARE_TRACE)
     metadata = {phase: tf1.RunMetadata() for phase in graph.PHASES}
@@ -202,6 +206,10 @@ def converge(config: ProbeConfig, tol: float, max_steps: int) -> Convergence:
     if config.batches is not None:
         raise ValueError("converge compares the test and train outputs of one input; "
                          "it takes no batches")
+    if config.api == "keras3":
+        from . import keras3_runner
+
+        return keras3_runner.converge(config, tol, max_steps)
     with _session(config) as s:
         stopped = "limit reached"
         measured: Optional[int] = None
