@@ -18,7 +18,9 @@ import contextlib
 import logging
 import os
 import platform
+import re
 import sys
+import tempfile
 import warnings
 from typing import Any, Dict, Iterator, Tuple
 
@@ -34,6 +36,12 @@ _restored: Tuple[str, ...] = ()
 ALLOW_UNSUPPORTED = "BN_DECAY_PROBE_ALLOW_UNSUPPORTED_TF"
 _tf: Any = None
 _verbose = False
+_filter_native = False
+# absl's line format ("I0000 00:00:1796122801.738521   17149 port.cc:153] ..."), and the notice
+# it prints before its first line when TF has not initialized it (TF >= 2.16).
+_ABSL_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ")
+_ABSL_NOTICE = ("WARNING: All log messages before absl::InitializeLog() is called are written "
+                "to STDERR")
 
 
 class BackendUnavailableError(ImportError):
@@ -50,10 +58,49 @@ def silence_native_logs() -> None:
     """Hides TF's C++ log lines (e.g. 'failed call to cuInit' without a GPU).
 
     TF reads TF_CPP_MIN_LOG_LEVEL once, at its first log line, so this only works before
-    TensorFlow is imported; a value the user set is kept.
+    TensorFlow is imported; a value the user set is kept. TF >= 2.16 writes the lines of its
+    import and of the process's first device and graph set-up through absl before absl is
+    initialized, which no environment variable silences: the backend then runs those steps
+    when it loads with stderr captured, and passes on all but the log lines below that level.
     """
+    global _filter_native
     if "tensorflow" not in sys.modules:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        _filter_native = True
+
+
+@contextlib.contextmanager
+def _native_lines_filtered() -> Iterator[None]:
+    """Captures file descriptor 2 (where C++ writes) while the body runs, then writes back what
+    was captured except absl's log lines below TF_CPP_MIN_LOG_LEVEL (with their continuation
+    lines) and its uninitialized-logging notice."""
+    if not _filter_native:
+        yield
+        return
+    level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") or 0)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept, dropping = [], False
+            for line in captured.read().decode("utf-8", "replace").splitlines(True):
+                header = _ABSL_LINE.match(line)
+                if header:
+                    dropping = "IWEF".index(header.group(1)) < level
+                elif line.rstrip("\n") == _ABSL_NOTICE:
+                    dropping = True
+                    continue
+                if not dropping:
+                    kept.append(line)
+            if kept:
+                sys.stderr.write("".join(kept))
 
 
 def tensorflow() -> Any:
@@ -65,12 +112,15 @@ def tensorflow() -> Any:
             warnings.simplefilter("ignore", DeprecationWarning)
             # Harmless ABI notice from a TF dependency's compiled module under numpy 1.18.
             warnings.filterwarnings("ignore", "numpy.ufunc size changed", RuntimeWarning)
-            try:
-                import tensorflow as tf
-            except ImportError as exc:
-                raise BackendUnavailableError(
-                    "bn_decay_probe needs %s; TensorFlow could not be imported (%s): %s"
-                    % (SUPPORTED, exc, install_hint())) from None
+            with _native_lines_filtered():
+                try:
+                    import tensorflow as tf
+                except ImportError as exc:
+                    raise BackendUnavailableError(
+                        "bn_decay_probe needs %s; TensorFlow could not be imported (%s): %s"
+                        % (SUPPORTED, exc, install_hint())) from None
+                if _filter_native:
+                    _set_up_devices(tf)
         # Refuses unsupported versions before anything runs.
         if _backend_of(tf.__version__) == "tf2":
             global _restored
@@ -79,6 +129,20 @@ def tensorflow() -> Any:
             _restored = tuple(slim_compat.restore())
         _tf = tf
     return _tf
+
+
+def _set_up_devices(tf: Any) -> None:
+    """The process's one-time device and graph set-up (cuInit, the graph optimizer's first
+    pass), done now so that its log lines come while they are filtered (measured on TF 2.21:
+    nothing more is logged afterwards, in graph or eager mode)."""
+    tf.config.list_physical_devices("GPU")
+    graph = tf.Graph()
+    with graph.as_default():
+        one = tf.constant(1.0) + 1.0
+    config = tf.compat.v1.ConfigProto()
+    config.gpu_options.allow_growth = True  # as session_config: a GPU is not grabbed whole
+    with tf.compat.v1.Session(graph=graph, config=config) as session:
+        session.run(one)
 
 
 def install_hint(python: Tuple[int, int] = sys.version_info[:2]) -> str:
