@@ -23,7 +23,7 @@ STAMP := $(VENV)/.installed
 ARGS ?= --decay 0 --decay 1
 PYTEST_ARGS ?=
 
-.PHONY: setup run test cross clean
+.PHONY: setup run test cross package clean
 
 setup: $(STAMP)
 
@@ -54,5 +54,9 @@ cross:
 	$(MAKE) setup BACKEND=tf2
 	BN_DECAY_PROBE_OTHER_PYTHON=$(CURDIR)/.venv-tf2/bin/python .venv/bin/python -m pytest tests/test_cross_backend.py $(PYTEST_ARGS)
 
+# The sdist and the wheel, `twine check`, and `pip install .` into fresh venvs (scripts/check-package).
+package:
+	scripts/check-package
+
 clean:
-	rm -rf .venv .venv-tf2 *.egg-info
+	rm -rf .venv .venv-tf2 *.egg-info build

@@ -135,7 +135,7 @@ def _set_up_devices(tf: Any) -> None:
     """The process's one-time device and graph set-up (cuInit, the graph optimizer's first
     pass), done now so that its log lines come while they are filtered (measured on TF 2.21:
     nothing more is logged afterwards, in graph or eager mode)."""
-    tf.config.list_physical_devices("GPU")
+    tf.config.experimental.list_physical_devices("GPU")
     graph = tf.Graph()
     with graph.as_default():
         one = tf.constant(1.0) + 1.0
