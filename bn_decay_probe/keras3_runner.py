@@ -15,15 +15,15 @@ device of the outputs).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
 from . import backend, devices, graph, report, theory
 from .config import ProbeConfig
-from .frozen import FrozenDict, freeze, frozen_array, frozen_arrays
-from .result import Convergence, DeviceReport, ProbeResult, VariableInfo, short_name
-from .runner import _gap, _notify, _to_nhwc
+from .frozen import FrozenDict, freeze, frozen_arrays
+from .result import Convergence, DeviceReport, ProbeResult
+from .runner import _gap, _notify, _to_nhwc, trajectory, variable_infos
 
 LAYER_NAMES = ("batch_normalization", "batch_normalization_1")  # as Keras names two layers
 _READS = frozenset({"ReadVariableOp", "Cast", "Identity"})
@@ -170,29 +170,21 @@ def run(config: ProbeConfig) -> ProbeResult:
 
     branch_variables = p.branch_variables()
     fed_names = [name for name in graph.MOVING if name in p.fed]
-    trajectory = {short_name(n): frozen_array([values[n] for values in steps])
-                  for n in branch_variables["train"]}
-    for name, key in (("moving_mean", "batch_mean"), ("moving_variance", "batch_variance")):
-        if name in fed_names:
-            trajectory[key] = frozen_array([step[fed_names.index(name)] for step in fed])
-    if one_input:
-        trajectory["gap"] = frozen_array(gaps, np.float64)
     result = ProbeResult(
         config=config,
         inputs=config.inputs,
         outputs=FrozenDict(train=freeze(_to_nhwc(config, train_output)),
                            test=freeze(_to_nhwc(config, test_output))),
         snapshots=FrozenDict((label, frozen_arrays(values)) for label, values in snapshots.items()),
-        trajectory=FrozenDict(trajectory),
+        trajectory=trajectory(branch_variables["train"], steps, fed_names, fed,
+                              gaps if one_input else None),
         batch_statistics=frozen_arrays(dict(zip(fed_names, fed[-1]))),
         update_factor=FrozenDict((name, p.fed[name]) for name in fed_names),
         fused_by_phase=FrozenDict((phase, graph.is_fused(p.graphs[phase], _ops(p.graphs[phase])))
                                   for phase in graph.PHASES),
         epsilon=FrozenDict((phase, graph.epsilon_of(p.graphs[phase], _ops(p.graphs[phase])))
                            for phase in graph.PHASES),
-        variables=tuple(VariableInfo(v.name, short_name(v.name), tuple(v.shape.as_list()),
-                                     v.dtype.base_dtype.name)
-                        for _, v in sorted(p.variables.items())),
+        variables=variable_infos(p.variables),
         branch_variables=FrozenDict(branch_variables),
         update_ops=(),  # no TF1 collection in an eager run
         device=DeviceReport(config.device, placement.target, gpus, placement.notice,

@@ -83,12 +83,12 @@ def float32_ulps(a, b):
     return int(np.max(np.abs(a.view(np.int32).astype(np.int64) - b.view(np.int32))))
 
 
-ULPS = 8  # measured: up to 4 ulps on TF 2.13.1, 2 on TF 2.21.0
+ULPS = 4  # the most measured, on TF 2.13.1 and on TF 2.21.0 (x86, AVX-512)
 
 
 def test_with_onednn_the_fused_kernel_rounds_differently_by_a_few_ulps(mine):
     """With oneDNN the moving statistics stay within ULPS of TF 1.15's, the outputs within 1e-6
-    (measured on TF 2.13.1 and 2.21.0)."""
+    (measured on TF 2.21.0: 4 ulps, outputs within 4.8e-7)."""
     onednn = run_other("1")
     tf2 = [r for r in (mine[0], onednn[0]) if r["versions"]["backend"] == "tf2"][0]
     if not tf2["versions"]["onednn"]:

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from bn_decay_probe import backend, slim_compat
-from conftest import backend_name
+from conftest import backend_name  # noqa: F401  (the skipif condition below)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(
