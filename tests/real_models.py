@@ -129,31 +129,13 @@ def _slim() -> Tuple[object, object, object]:
                                                      resnet_v1=resnet_v1)
 
 
-def _slim_update_collections(tf1: object) -> object:
-    """slim's default UPDATE_OPS; where TF 2.13 cannot build that path (tf-slim hands it to
-    tf.layers' class, which TF 2.13 imports from a module Keras 2.13 moved), the list
-    [UPDATE_OPS], which keeps slim's own update path and the same collection (see
-    tests/test_doctor.py contrib_update_ops)."""
-    from conftest import contrib_update_ops_unavailable
-
-    if contrib_update_ops_unavailable("contrib", "update_ops"):
-        return [tf1.GraphKeys.UPDATE_OPS]
-    return tf1.GraphKeys.UPDATE_OPS
-
-
 def _slim_net(tf1, slim, nets, model, images, decay, is_training, scope=None):
-    collections = _slim_update_collections(tf1)
     if model == "slim_resnet_v1_50":
         arg_scope = nets.resnet_v1.resnet_arg_scope(batch_norm_decay=decay)
         net = nets.resnet_v1.resnet_v1_50
     else:
         arg_scope = nets.inception_v3.inception_v3_arg_scope(batch_norm_decay=decay)
         net = nets.inception_v3.inception_v3
-    # The nets' arg scopes pass batch_norm's arguments as conv2d's normalizer_params.
-    for arguments in arg_scope.values():
-        if "normalizer_params" in arguments:
-            arguments["normalizer_params"] = dict(arguments["normalizer_params"],
-                                                  updates_collections=collections)
     with slim.arg_scope(arg_scope):
         logits, _ = net(images, num_classes=CLASSES, is_training=is_training, scope=scope)
     return tf1.reshape(logits, [-1, CLASSES])
@@ -205,15 +187,10 @@ def _moving_prefixes(tf1, graph) -> Tuple[str, ...]:
 # -------------------------------------------------------------------------------------- Keras
 
 def _keras():
-    """(tf.compat.v1, the Keras 2 package: tf.keras, or tf_keras next to Keras 3)."""
+    """(tf.compat.v1, Keras 2: tf.keras, or tf_keras where tf.keras is Keras 3)."""
     from bn_decay_probe import backend
 
-    tf = backend.tensorflow()
-    keras = tf.keras
-    if not hasattr(keras.layers.BatchNormalization, "updates") or \
-            getattr(keras, "__version__", "2").startswith("3"):
-        import tf_keras as keras
-    return tf.compat.v1, keras
+    return backend.tensorflow().compat.v1, backend.keras()
 
 
 def _keras_application(keras, model: str):
