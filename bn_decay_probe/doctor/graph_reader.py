@@ -17,6 +17,11 @@ from ..errors import ProbeConfigError
 from .checkpoint_reader import MOVING, moving_name
 from .function_view import BRANCHES, IF_OPS, branch_graph
 
+__all__ = ["BatchNormLayer", "TrainingSwitch", "UpdateSite", "find_batch_norm_layers",
+           "require_layers", "update_sites", "layer_decay", "collected_update_ops", "as_ops",
+           "ancestors", "train_roots", "TRAINING", "INFERENCE", "SWITCHED",
+           "KERAS_LEARNING_PHASE"]
+
 _UPDATE_OPS = frozenset({"AssignSub", "AssignSubVariableOp"})
 _PASS_THROUGH = frozenset({"Identity", "RefIdentity", "Switch", "RefSwitch", "Enter", "RefEnter"})
 _READS = frozenset({"Identity", "ReadVariableOp", "Switch", "RefSwitch", "Enter", "RefEnter"})
@@ -109,6 +114,7 @@ def find_batch_norm_layers(tf1: Any, graph: Any) -> List[BatchNormLayer]:
 
 
 def require_layers(layers: Sequence[BatchNormLayer]) -> None:
+    """Raises ProbeConfigError (one line) when a graph has no batch-norm layer."""
     if not layers:
         raise ProbeConfigError("graph has no batch-norm layer: no pair of global variables named "
                                ".../moving_mean and .../moving_variance")
