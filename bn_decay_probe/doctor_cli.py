@@ -7,6 +7,8 @@ stderr), 3 incomplete (no finding, but something could not be checked: the verdi
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Optional, Sequence
 
 from . import doctor
@@ -69,11 +71,19 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     from .report import to_json
 
     document = to_json(diagnosis.to_dict())
-    if args.json == "-":
-        print(document)
-    else:
-        print(doctor.render_diagnosis(diagnosis, verbose=args.verbose))
-        if args.json:
-            with open(args.json, "w") as handle:
-                handle.write(document + "\n")
+    if args.json not in (None, "-"):
+        with open(args.json, "w") as handle:
+            handle.write(document + "\n")
+    _print(document if args.json == "-" else
+           doctor.render_diagnosis(diagnosis, verbose=args.verbose))
     return EXIT_STATUS[diagnosis.status]
+
+
+def _print(text: str) -> None:
+    """Prints; a reader that closed the pipe early (``| head``) is no error of the diagnosis."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at /dev/null so that fails quietly too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -794,6 +794,17 @@ def test_cli_corrupt_checkpoint_exits_2(tmp_path):
                           "checkpoint written by tf.train.Saver\n" % (tmp_path / "model.ckpt-1"))
 
 
+def test_cli_output_into_a_closed_pipe(contrib_never):
+    # A reader that stops early (| head -n 1, here | true, which reads nothing and exits before
+    # the doctor writes) gets no BrokenPipeError traceback on stderr; the status stays 1.
+    script = os.path.join(os.path.dirname(sys.executable), "bn-decay-probe")
+    out = subprocess.run(["bash", "-c", "'%s' doctor '%s' --verbose | true; echo ${PIPESTATUS[0]}"
+                          % (script, contrib_never)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=ROOT))
+    assert (out.stdout, out.stderr) == ("1\n", "")
+
+
 @pytest.mark.parametrize("args, message", [
     (["/no/such/model.ckpt-9"], "checkpoint /no/such/model.ckpt-9 not found: give a checkpoint "
      "prefix (such as model.ckpt-1000, which has a .index file) or a directory holding a "
