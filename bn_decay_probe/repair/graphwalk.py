@@ -1,0 +1,244 @@
+"""Walking a TF1-style graph backwards across control flow, and back out to tensors a session can
+fetch.
+
+Control flow v1 (TF 1.15) keeps both branches of a cond in the graph, behind Switch ops, merged by
+Merge ops: every tensor is in the graph, and fetching one of the branch not taken fails. Control
+flow v2 (TF 2.x) builds an If op whose branches are functions; a tensor inside a branch can only
+be fetched as an output of the If op that returns it. A :class:`Node` is an op together with the
+If ops (and branches) it sits in, so that a walk can step into a branch through an If output and
+back out through a branch input.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from .. import doctor
+
+IF_OPS = frozenset({"If", "StatelessIf"})
+THEN, ELSE = "then_branch", "else_branch"
+PASS_THROUGH = frozenset({"Identity", "RefIdentity", "Snapshot", "Squeeze", "Reshape",
+                          "ExpandDims"})
+VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp", "ReadVariableOp"})
+# Ops that change a variable's value (the inputs[0] they change is a variable or its handle).
+STATE_OPS = frozenset({"Assign", "AssignAdd", "AssignSub", "AssignVariableOp",
+                       "AssignAddVariableOp", "AssignSubVariableOp", "ScatterUpdate",
+                       "ScatterAdd", "ScatterSub", "ResourceScatterUpdate",
+                       "ResourceScatterAdd", "ResourceScatterSub"})
+
+Frame = Tuple[Any, str]  # (If op, THEN or ELSE) around a branch function
+
+
+@dataclass(frozen=True)
+class Node:
+    """An op and the If-branch frames around it, outermost first (empty: the graph itself)."""
+
+    op: Any
+    frames: Tuple[Frame, ...] = ()
+
+    @property
+    def outer(self) -> bool:
+        return not self.frames
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A tensor (op output ``index`` of ``node``) as seen from where a walk stands."""
+
+    node: Node
+    index: int
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A cond on the path of a walk: its predicate (a fetchable tensor, or None inside a branch
+    function) must equal ``required`` for the path to run."""
+
+    predicate: Any
+    required: bool
+    where: str  # the Switch or If op's name
+
+
+class Walker:
+    """Steps through a graph's data edges across If branches; branch function graphs are read
+    once per If op and branch."""
+
+    def __init__(self) -> None:
+        self._branches: Dict[Tuple[Any, str], Any] = {}
+
+    def branch(self, if_op: Any, attr: str) -> Any:
+        key = (if_op, attr)
+        if key not in self._branches:
+            self._branches[key] = doctor._branch_graph(if_op, attr)  # pylint: disable=W0212
+        return self._branches[key]
+
+    def producer(self, edge: Edge) -> Tuple[List[Edge], Optional[Condition]]:
+        """What ``edge`` comes from one step back: for an If output the matching output of each
+        branch, for a branch input the If's input outside and for a Switch its input (each with
+        the branch it implies); else ``[edge]`` itself (a real producer)."""
+        node, op = edge.node, edge.node.op
+        if op.type in IF_OPS:
+            found = []
+            for attr in (THEN, ELSE):
+                graph = self.branch(op, attr)
+                if graph is None or edge.index >= len(graph.outputs):
+                    continue
+                out = graph.outputs[edge.index]
+                found.append(Edge(Node(out.op, node.frames + ((op, attr),)), out.value_index))
+            return found, None
+        if op.type in ("Switch", "RefSwitch"):
+            predicate = op.inputs[1]
+            condition = Condition(predicate if node.outer else None, edge.index == 1, op.name)
+            return [self.input(node, 0)], condition
+        if op.type == "Placeholder" and node.frames:
+            # Leaving a branch: what the walk came from runs only when the If takes it.
+            outer = self.outer_input(node)
+            if_op, attr = node.frames[-1]
+            predicate = if_op.inputs[0] if len(node.frames) == 1 else None
+            return ([outer] if outer is not None else []), \
+                Condition(predicate, attr == THEN, if_op.name)
+        return [edge], None
+
+    def input(self, node: Node, index: int) -> Edge:
+        tensor = node.op.inputs[index]
+        return Edge(Node(tensor.op, node.frames), tensor.value_index)
+
+    def inputs(self, node: Node) -> List[Edge]:
+        return [Edge(Node(t.op, node.frames), t.value_index) for t in node.op.inputs]
+
+    def outer_input(self, node: Node) -> Optional[Edge]:
+        """The If input behind a branch function's input placeholder."""
+        if_op, attr = node.frames[-1]
+        graph = self.branch(if_op, attr)
+        for position, tensor in enumerate(graph.inputs):
+            if tensor.op is node.op or _same_node(tensor.op, node.op):
+                outer = if_op.inputs[position + 1]  # inputs[0] is the condition
+                return Edge(Node(outer.op, node.frames[:-1]), outer.value_index)
+        return None
+
+    def resolve(self, edge: Edge) -> List[Tuple[Edge, Tuple[Condition, ...]]]:
+        """The real producers of ``edge``: through pass-through ops (Identity, Squeeze, ...),
+        Switch, Merge, If outputs and branch inputs; each with the conditions on its path."""
+        done: List[Tuple[Edge, Tuple[Condition, ...]]] = []
+        stack: List[Tuple[Edge, Tuple[Condition, ...]]] = [(edge, ())]
+        seen = set()
+        while stack:
+            current, conditions = stack.pop()
+            if (current.node, current.index) in seen:
+                continue
+            seen.add((current.node, current.index))
+            op = current.node.op
+            if op.type == "Merge":
+                stack.extend((e, conditions) for e in self.inputs(current.node))
+                continue
+            if op.type in PASS_THROUGH:
+                stack.append((self.input(current.node, 0), conditions))
+                continue
+            following, condition = self.producer(current)
+            if following == [current]:
+                done.append((current, conditions))
+                continue
+            if op.type in IF_OPS:
+                for step in following:
+                    attr = step.node.frames[-1][1]
+                    predicate = op.inputs[0] if current.node.outer else None
+                    stack.append((step, conditions + (Condition(predicate, attr == THEN,
+                                                                op.name),)))
+                continue
+            added = (condition,) if condition is not None else ()
+            stack.extend((step, conditions + added) for step in following)
+        return done
+
+    def fetchable(self, edge: Edge) -> Optional[Any]:
+        """The tensor of the outer graph that carries ``edge``: itself, or the output of the If
+        op(s) that return it from their branch; None if no If output returns it."""
+        while edge.node.frames:
+            if_op, attr = edge.node.frames[-1]
+            graph = self.branch(if_op, attr)
+            position = None
+            for k, out in enumerate(graph.outputs):
+                source = _strip(out)
+                if (_same_node(source.op, edge.node.op) and source.value_index == edge.index):
+                    position = k
+                    break
+            if position is None:
+                return None
+            edge = Edge(Node(if_op, edge.node.frames[:-1]), position)
+        tensor = edge.node.op.outputs[edge.index]
+        if tensor.graph.is_fetchable(tensor.op):
+            return tensor
+        # TF 1.x marks ops it builds inside a cond (control flow v1) unfetchable; the Merge of
+        # the cond carries the same value when that branch runs.
+        for consumer in _through_identities(tensor):
+            if consumer.type == "Merge":
+                return consumer.outputs[0]
+        return None
+
+    def ancestors(self, roots: Iterable[Any], control: bool = True) -> set:
+        """Every op of the outer graph that running ``roots`` (ops) runs."""
+        seen: set = set()
+        stack = list(roots)
+        while stack:
+            op = stack.pop()
+            if op not in seen:
+                seen.add(op)
+                stack.extend(t.op for t in op.inputs)
+                if control:
+                    stack.extend(op.control_inputs)
+        return seen
+
+    def branch_state_targets(self, if_op: Any) -> List[Any]:
+        """The outer ops (variables, or their reads) whose values the branches of ``if_op``
+        change: inputs of the If op that a state op inside a branch writes to."""
+        found = []
+        for attr in (THEN, ELSE):
+            graph = self.branch(if_op, attr)
+            if graph is None:
+                continue
+            for op in graph.get_operations():
+                if op.type in STATE_OPS:
+                    edge = Edge(Node(op.inputs[0].op, ((if_op, attr),)),
+                                op.inputs[0].value_index)
+                    target = self.leave(edge)
+                    if target is not None:
+                        found.append(target)
+                elif op.type in IF_OPS:
+                    found.extend(t for t in self.branch_state_targets(op)
+                                 if t is not None)  # nested: handles of the inner function
+        return found
+
+    def leave(self, edge: Edge) -> Optional[Any]:
+        """The op of the outer graph behind a state op's target (a variable, or a handle passed
+        into branch functions); None if it is made inside a function."""
+        while True:
+            op = edge.node.op
+            if op.type in PASS_THROUGH or op.type in ("Switch", "RefSwitch", "Enter"):
+                edge = self.input(edge.node, 0)
+            elif op.type == "Placeholder" and edge.node.frames:
+                outer = self.outer_input(edge.node)
+                if outer is None:
+                    return None
+                edge = outer
+            else:
+                return op if edge.node.outer else None
+
+
+def _through_identities(tensor: Any) -> List[Any]:
+    found = []
+    for consumer in tensor.consumers():
+        if consumer.type == "Identity":
+            found.extend(_through_identities(consumer.outputs[0]))
+        else:
+            found.append(consumer)
+    return found
+
+
+def _strip(tensor: Any) -> Any:
+    while tensor.op.type in ("Identity",) and list(tensor.op.inputs):
+        tensor = tensor.op.inputs[0]
+    return tensor
+
+
+def _same_node(a: Any, b: Any) -> bool:
+    return a is b or (type(a) is type(b) and getattr(a, "graph", None) is getattr(b, "graph", 0)
+                      and a.name == b.name)

@@ -1,0 +1,246 @@
+"""The runs of a repair, in one session, with every variable left as it was:
+
+1. read the moving statistics (and any variable the runs below could change);
+2. inference mode on the first ``gap_batches`` batches: the outputs before;
+3. training mode on every batch, one forward pass each, no update op run: each layer's batch
+   mean and variance (and the number of values they cover) come out of the same run, and are
+   pooled in float64; the first run also checks that every cond took its training branch;
+4. the variables the runs changed (in-place update ops) get their values back, and the layers'
+   moving statistics get the pooled values;
+5. inference mode on the kept batches again: the outputs after.
+
+In training mode every batch-norm layer normalizes with its batch statistics, so what a layer
+sees does not depend on the moving statistics being replaced (precise BN, as fvcore's
+update_bn_stats runs the model in train mode).
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import ProbeConfigError
+from .data import InputSpec, prepare_batch
+from .discover import Layer, Statistic, mutated_variables
+from .graphwalk import Condition, Walker
+from .plan import Plan
+from .pooled import PooledMoments, unbessel
+
+SCOPE = "bn_decay_probe_repair"
+# graph -> {values tensor name: its Size tensor}: a second repair of a live graph reuses them.
+_SIZES: "weakref.WeakKeyDictionary[Any, Dict[str, Any]]" = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class GapSums:
+    """Running sums for one output's gap (float64)."""
+
+    batches: int = 0
+    values: int = 0
+    square_train: float = 0.0
+    square_before: float = 0.0
+    square_after: float = 0.0
+    max_before: float = 0.0
+    max_after: float = 0.0
+
+
+@dataclass
+class Measured:
+    before: Dict[str, Tuple[np.ndarray, np.ndarray]]  # layer -> (mean, variance) at the start
+    pooled: Dict[str, PooledMoments]  # active layers
+    gaps: Dict[str, GapSums]  # output name -> sums; empty when not measured
+    batches: int
+    rows: int
+    written: Dict[str, Tuple[np.ndarray, np.ndarray]]  # layer -> values given to the variables
+
+
+def spec_of(tensor: Any) -> InputSpec:
+    shape = None if tensor.shape.ndims is None else tuple(tensor.shape.as_list())
+    return InputSpec(tensor.name, shape, tensor.dtype.base_dtype.as_numpy_dtype().dtype.name)
+
+
+def size_tensors(tf1: Any, graph: Any, statistics: Sequence[Statistic]) -> Dict[str, Any]:
+    """A Size op per layer input (the values per channel are its size / channels). The only ops
+    a repair adds to a graph; made once per graph."""
+    cache = _SIZES.setdefault(graph, {})
+    missing = [s.values for s in statistics if s.values.name not in cache]
+    if missing:
+        if graph.finalized:
+            raise ProbeConfigError("the graph is finalized (e.g. by a MonitoredSession), and "
+                                   "the repair needs to add %d Size op(s) to it; run the repair "
+                                   "before finalizing, or repair the checkpoint instead"
+                                   % len(missing))
+        with graph.as_default(), tf1.name_scope(SCOPE + "/"):
+            for values in missing:
+                cache.setdefault(values.name, tf1.size(values, out_type=tf1.int64))
+    return {s.values.name: cache[s.values.name] for s in statistics}
+
+
+def run(tf1: Any, session: Any, walker: Walker, plan: Plan, batches: Iterable[Tuple[Any, ...]],
+        gap_batches: int, update: Optional[Callable[[int], Any]] = None) -> Measured:
+    active = plan.active
+    statistics = [(layer, s) for layer in active for s in layer.statistics]
+    sizes = size_tensors(tf1, session.graph, [s for _, s in statistics])
+    specs = [spec_of(t) for t in plan.inputs]
+    stream = (tuple(prepare_batch(array, index, spec) for array, spec in zip(batch, specs))
+              for index, batch in enumerate(batches))
+    measure_gap = bool(plan.switches and plan.outputs and gap_batches > 0)
+    kept: List[Tuple[np.ndarray, ...]] = []
+    if measure_gap:
+        for batch in stream:
+            kept.append(batch)
+            if len(kept) == gap_batches:
+                break
+
+    stat_fetches = [(s.mean, s.variance, sizes[s.values.name]) for _, s in statistics]
+    conditions = _conditions(plan)
+    variables = session.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES) + \
+        session.graph.get_collection(tf1.GraphKeys.LOCAL_VARIABLES)
+    fetched = [t for triple in stat_fetches for t in triple] + list(plan.outputs)
+    changed = mutated_variables(walker, fetched, variables)
+    moving = [v for layer in plan.layers for v in (layer.mean_variable, layer.variance_variable)]
+    start = _run(tf1, session, {"moving": moving, "changed": changed}, {}, "read the variables")
+    before = {layer.name: (np.asarray(m, np.float64).reshape(-1),
+                           np.asarray(v, np.float64).reshape(-1))
+              for layer, m, v in zip(plan.layers, start["moving"][::2], start["moving"][1::2])}
+
+    outputs_before = [_run(tf1, session, plan.outputs, _feed(plan, batch, False),
+                           "run batch %d in inference mode" % i) for i, batch in enumerate(kept)]
+
+    pooled = {layer.name: PooledMoments(layer.channels) for layer in active}
+    outputs_train: List[List[np.ndarray]] = []
+    count, rows = 0, 0
+    for batch in _chain(kept, stream):
+        fetches: Dict[str, Any] = {"stats": stat_fetches}
+        if count < len(kept):
+            fetches["outputs"] = plan.outputs
+        if count == 0 and conditions:
+            fetches["conditions"] = [_fetchable(c.predicate) for c, _ in conditions]
+        values = _run(tf1, session, fetches, _feed(plan, batch, True),
+                      "run batch %d in training mode" % count)
+        if count == 0 and conditions:
+            _check_conditions(conditions, values["conditions"], plan.switches)
+        for (layer, statistic), (mean, variance, size) in zip(statistics, values["stats"]):
+            _pool(pooled[layer.name], layer, statistic, mean, variance, int(size), count)
+        if "outputs" in values:
+            outputs_train.append(values["outputs"])
+        count += 1
+        rows += int(batch[0].shape[0])
+        if update:
+            update(1)
+    if count == 0:
+        raise ProbeConfigError("batches: no batch to run (the data is empty)")
+
+    for variable, value in zip(changed, start["changed"]):
+        _assign(tf1, session, variable, value)
+    written = {}
+    for layer in active:
+        moments = pooled[layer.name]
+        written[layer.name] = (_assign(tf1, session, layer.mean_variable, moments.mean),
+                               _assign(tf1, session, layer.variance_variable, moments.variance))
+
+    gaps: Dict[str, GapSums] = {}
+    for index, batch in enumerate(kept):
+        after = _run(tf1, session, plan.outputs, _feed(plan, batch, False),
+                     "run batch %d in inference mode" % index)
+        for output, train, old, new in zip(plan.outputs, outputs_train[index],
+                                           outputs_before[index], after):
+            _add_gap(gaps.setdefault(output.name, GapSums()), train, old, new)
+    return Measured(before, pooled, gaps, count, rows, written)
+
+
+def _assign(tf1: Any, session: Any, variable: Any, value: np.ndarray) -> np.ndarray:
+    """Writes ``value`` (cast to the variable's dtype and shape) through the variable's own
+    initializer, fed: what Variable.load does, without adding an op or depending on eager mode
+    being off. Returns the value written."""
+    value = np.asarray(value).astype(variable.dtype.base_dtype.as_numpy_dtype).reshape(
+        variable.shape.as_list())
+    initializer = variable.initializer
+    _run(tf1, session, initializer, {initializer.inputs[1]: value},
+         "assign %s" % variable.op.name)
+    return value
+
+
+def _chain(kept: List[Any], stream: Iterable[Any]) -> Iterable[Any]:
+    yield from kept
+    yield from stream
+
+
+def _feed(plan: Plan, batch: Tuple[np.ndarray, ...], training: bool) -> Dict[Any, Any]:
+    feed: Dict[Any, Any] = dict(zip(plan.inputs, batch))
+    feed.update((switch, training) for switch in plan.switches)
+    return feed
+
+
+def _run(tf1: Any, session: Any, fetches: Any, feed: Dict[Any, Any], what: str) -> Any:
+    try:
+        return session.run(fetches, feed)
+    except tf1.errors.OpError as exc:
+        raise ProbeConfigError("the graph could not %s: %s" % (what, _first_line(exc.message))
+                               ) from None
+
+
+def _first_line(message: Any) -> str:
+    lines = [line for line in str(message).strip().splitlines() if line.strip()]
+    return lines[0] if lines else "no reason given"
+
+
+def _conditions(plan: Plan) -> List[Tuple[Condition, str]]:
+    """Each distinct (predicate, required) once, with a layer that needs it."""
+    found: Dict[Tuple[str, bool], Tuple[Condition, str]] = {}
+    for layer in plan.active:
+        for statistic in layer.statistics:
+            for condition in statistic.conditions:
+                if condition.predicate is not None:
+                    found.setdefault((condition.predicate.name, condition.required),
+                                     (condition, layer.name))
+    return list(found.values())
+
+
+def _fetchable(tensor: Any) -> Any:
+    """TF 1.x marks a cond's pred_id (an Identity of the predicate) unfetchable."""
+    while not tensor.graph.is_fetchable(tensor.op) and tensor.op.type == "Identity":
+        tensor = tensor.op.inputs[0]
+    return tensor
+
+
+def _check_conditions(conditions: Sequence[Tuple[Condition, str]], values: Sequence[Any],
+                      switches: Sequence[Any]) -> None:
+    for (condition, layer), value in zip(conditions, values):
+        if bool(value) != condition.required:
+            fed = ", ".join("%s=True" % s.name for s in switches) or "no switch"
+            raise ProbeConfigError(
+                "with %s, layer %s does not run in training mode (%s takes its %s branch); "
+                "name the training switch with --training / training="
+                % (fed, layer, condition.where, "true" if bool(value) else "false"))
+
+
+def _pool(moments: PooledMoments, layer: Layer, statistic: Statistic, mean: np.ndarray,
+          variance: np.ndarray, size: int, index: int) -> None:
+    mean = np.asarray(mean, np.float64).reshape(-1)
+    variance = np.asarray(variance, np.float64).reshape(-1)
+    if size % layer.channels:
+        raise ProbeConfigError("layer %s: its input %s has %d values, not a multiple of its %d "
+                               "channels" % (layer.name, statistic.values.name, size,
+                                             layer.channels))
+    count = size // layer.channels
+    if count and not (np.isfinite(mean).all() and np.isfinite(variance).all()):
+        raise ProbeConfigError("layer %s: the batch statistics of batch %d are NaN or infinite "
+                               "(the activations overflow on this data?)" % (layer.name, index))
+    moments.add(count, mean, unbessel(variance, count) if statistic.bessel else variance)
+
+
+def _add_gap(sums: GapSums, train: np.ndarray, before: np.ndarray, after: np.ndarray) -> None:
+    train = np.asarray(train, np.float64)
+    old = np.asarray(before, np.float64) - train
+    new = np.asarray(after, np.float64) - train
+    sums.batches += 1
+    sums.values += train.size
+    sums.square_train += float(np.square(train).sum())
+    sums.square_before += float(np.square(old).sum())
+    sums.square_after += float(np.square(new).sum())
+    if train.size:
+        sums.max_before = max(sums.max_before, float(np.abs(old).max()))
+        sums.max_after = max(sums.max_after, float(np.abs(new).max()))
