@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import zipfile
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -249,8 +249,3 @@ def input_batches(batches: Iterable[Any], count: int) -> Iterator[Tuple[Any, ...
 
 def _arrays(items: Sequence[Any]) -> bool:
     return all(hasattr(item, "shape") for item in items)
-
-
-def split_rows(array: np.ndarray, rows: int) -> List[np.ndarray]:
-    """``array`` cut into consecutive pieces of ``rows`` rows (the last may be shorter)."""
-    return [array[start:start + rows] for start in range(0, array.shape[0], rows)]

@@ -164,15 +164,7 @@ class Walker:
             if position is None:
                 return None
             edge = Edge(Node(if_op, edge.node.frames[:-1]), position)
-        tensor = edge.node.op.outputs[edge.index]
-        if tensor.graph.is_fetchable(tensor.op):
-            return tensor
-        # TF 1.x marks ops it builds inside a cond (control flow v1) unfetchable; the Merge of
-        # the cond carries the same value when that branch runs.
-        for consumer in _through_identities(tensor):
-            if consumer.type == "Merge":
-                return consumer.outputs[0]
-        return None
+        return _fetchable_copy(edge.node.op.outputs[edge.index])
 
     def ancestors(self, roots: Iterable[Any], control: bool = True) -> set:
         """Every op of the outer graph that running ``roots`` (ops) runs."""
@@ -223,14 +215,21 @@ class Walker:
                 return op if edge.node.outer else None
 
 
-def _through_identities(tensor: Any) -> List[Any]:
-    found = []
-    for consumer in tensor.consumers():
-        if consumer.type == "Identity":
-            found.extend(_through_identities(consumer.outputs[0]))
-        else:
-            found.append(consumer)
-    return found
+def _fetchable_copy(tensor: Any) -> Optional[Any]:
+    """``tensor``, or a tensor carrying its value that a session may fetch. TF marks some ops
+    unfetchable: TF 1.x the ops it builds inside a cond (control flow v1), whose Merge carries the
+    value when that branch runs; TF 2.x the If op itself, whose outputs it passes on through
+    Identity ops."""
+    stack = [tensor]
+    while stack:
+        current = stack.pop(0)
+        if current.graph.is_fetchable(current.op):
+            return current
+        for consumer in current.consumers():
+            if consumer.type == "Identity" or (consumer.type == "Merge" and
+                                               len(consumer.outputs) > 0):
+                stack.append(consumer.outputs[0])
+    return None
 
 
 def _strip(tensor: Any) -> Any:
