@@ -269,13 +269,14 @@ def _tensor_dtype(tensor: Any) -> str:
     return tensor.dtype.base_dtype.name
 
 
-def _statistic_tensors(layers: Sequence[Layer]) -> List[Any]:
+def statistic_tensors(layers: Sequence[Layer]) -> List[Any]:
+    """The batch mean and variance tensors of ``layers``."""
     return [t for layer in layers for s in layer.statistics for t in (s.mean, s.variance)]
 
 
 def input_candidates(walker: Walker, layers: Sequence[Layer]) -> List[Any]:
     """Float placeholders the batch statistics depend on."""
-    ops = walker.ancestors([t.op for t in _statistic_tensors(layers)], control=False)
+    ops = walker.ancestors([t.op for t in statistic_tensors(layers)], control=False)
     return sorted((op.outputs[0] for op in ops if op.type == "Placeholder"
                    and _tensor_dtype(op.outputs[0]) in _FLOAT), key=lambda t: t.name)
 

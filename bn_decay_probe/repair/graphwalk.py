@@ -13,8 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from .. import doctor
-
 IF_OPS = frozenset({"If", "StatelessIf"})
 THEN, ELSE = "then_branch", "else_branch"
 PASS_THROUGH = frozenset({"Identity", "RefIdentity", "Snapshot", "Squeeze", "Reshape",
@@ -65,12 +63,42 @@ class Walker:
 
     def __init__(self) -> None:
         self._branches: Dict[Tuple[Any, str], Any] = {}
+        self._libraries: Dict[Any, Dict[str, Any]] = {}  # graph -> its FunctionDefs by name
 
     def branch(self, if_op: Any, attr: str) -> Any:
+        """The function graph of an If op's branch (None if it cannot be found)."""
         key = (if_op, attr)
         if key not in self._branches:
-            self._branches[key] = doctor._branch_graph(if_op, attr)  # pylint: disable=W0212
+            self._branches[key] = self._function_graph(if_op, if_op.get_attr(attr).name)
         return self._branches[key]
+
+    def _function_graph(self, op: Any, name: str) -> Any:
+        """The graph TF built for function ``name``, or for a graph imported from a .meta
+        (which keeps only its FunctionDef) one built from the definition."""
+        graph = op.graph
+        while graph is not None:
+            function = graph._get_function(name)  # pylint: disable=protected-access
+            if function is not None:
+                built = getattr(function, "graph", None)
+                if built is not None:
+                    return built
+                definition = self._library(graph).get(name)
+                if definition is None:
+                    return None
+                from .. import backend
+
+                return backend.function_graph(definition, graph)
+            graph = getattr(graph, "outer_graph", None)
+        return None
+
+    def _library(self, graph: Any) -> Dict[str, Any]:
+        """The graph's FunctionDefs, read from its GraphDef once (the function object's own
+        ``definition`` would register it with the eager context, which fails for an imported
+        function whose name a function of this process already has)."""
+        if graph not in self._libraries:
+            self._libraries[graph] = {f.signature.name: f
+                                      for f in graph.as_graph_def().library.function}
+        return self._libraries[graph]
 
     def producer(self, edge: Edge) -> Tuple[List[Edge], Optional[Condition]]:
         """What ``edge`` comes from one step back: for an If output the matching output of each

@@ -100,6 +100,13 @@ def _inputs(graph: Any, walker: Walker, active: Sequence[discover.Layer], given:
             if tensor.dtype.base_dtype.name not in ("float16", "bfloat16", "float32", "float64"):
                 raise ProbeConfigError("%s %s has dtype %s; the input must be a float tensor"
                                        % (flag, tensor.name, tensor.dtype.base_dtype.name))
+        feeding = walker.ancestors([t.op for t in discover.statistic_tensors(active)],
+                                   control=False)
+        for tensor in tensors:
+            if tensor.op not in feeding:
+                raise ProbeConfigError("%s %s does not feed any batch-norm layer; the layers "
+                                       "depend on %s" % (flag, tensor.name, discover.names(
+                                           discover.input_candidates(walker, active))))
         return tensors
     candidates = discover.input_candidates(walker, active)
     if len(candidates) == 1:
