@@ -208,5 +208,6 @@ def _gap(name: str, sums: Any) -> OutputGap:
     before = float(np.sqrt(sums.square_before / count))
     after = float(np.sqrt(sums.square_after / count))
     relative = (lambda value: value / scale if scale > 0 else (0.0 if value == 0 else np.inf))
-    return OutputGap(name, sums.batches, sums.values, before, after, float(relative(before)),
-                     float(relative(after)), sums.max_before, sums.max_after)
+    return OutputGap(name, sums.batches, sums.rows, sums.runs == 1, sums.values, before, after,
+                     float(relative(before)), float(relative(after)), sums.max_before,
+                     sums.max_after)

@@ -47,9 +47,11 @@ def render_repair(result: RepairResult) -> str:
         lines.append("")
         lines += ["%s left as it was: %s" % (layer.name, layer.reason) for layer in skipped]
     if r.gaps:
-        lines += ["", "inference-mode minus training-mode output on the first %d batch(es), RMS "
-                  "relative to the training-mode output's RMS (and largest |difference|):"
-                  % r.gaps[0].batches]
+        first = r.gaps[0]
+        lines += ["", "inference-mode minus training-mode output on the first %d batch(es) "
+                  "(%d rows, run %s), RMS relative to the training-mode output's RMS (and "
+                  "largest |difference|):" % (first.batches, first.rows, "as one batch"
+                                              if first.together else "one by one")]
         for gap in r.gaps:
             lines.append("  %s: before %s, after %s (ratio %s); max %s -> %s" % (
                 gap.output, _num(gap.relative_before), _num(gap.relative_after),

@@ -52,12 +52,16 @@ class LayerRepair:
 
 @dataclass(frozen=True)
 class OutputGap:
-    """How far inference-mode outputs are from training-mode outputs on the same batches:
-    root mean square of the difference, relative to the RMS of the training-mode output, and
-    the largest absolute difference; before and after the repair."""
+    """How far inference-mode outputs are from training-mode outputs on the same rows: root
+    mean square of the difference, relative to the RMS of the training-mode output, and the
+    largest absolute difference; before and after the repair. The rows are the first batches
+    of the data, run as one batch (``together``; one by one for an input of fixed batch size),
+    so that training mode normalizes them with the statistics of all of them."""
 
     output: str
     batches: int
+    rows: int
+    together: bool
     values: int
     rms_before: float
     rms_after: float
@@ -74,7 +78,8 @@ class OutputGap:
         return self.rms_after / self.rms_before
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"output": self.output, "batches": self.batches, "values": self.values,
+        return {"output": self.output, "batches": self.batches, "rows": self.rows,
+                "together": self.together, "values": self.values,
                 "rms_before": json_number(self.rms_before),
                 "rms_after": json_number(self.rms_after),
                 "relative_before": json_number(self.relative_before),

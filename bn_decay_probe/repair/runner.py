@@ -1,13 +1,14 @@
 """The runs of a repair, in one session, with every variable left as it was:
 
 1. read the moving statistics (and any variable the runs below could change);
-2. inference mode on the first ``gap_batches`` batches: the outputs before;
+2. the first ``gap_batches`` batches, run as one batch, in inference mode (the outputs before)
+   and in training mode (the outputs inference should come close to);
 3. training mode on every batch, one forward pass each, no update op run: each layer's batch
    mean and variance (and the number of values they cover) come out of the same run, and are
    pooled in float64; the first run also checks that every cond took its training branch;
 4. the variables the runs changed (in-place update ops) get their values back, and the layers'
    moving statistics get the pooled values;
-5. inference mode on the kept batches again: the outputs after.
+5. the gap batch in inference mode again: the outputs after.
 
 In training mode every batch-norm layer normalizes with its batch statistics, so what a layer
 sees does not depend on the moving statistics being replaced (precise BN, as fvcore's
@@ -37,7 +38,9 @@ _SIZES: "weakref.WeakKeyDictionary[Any, Dict[str, Any]]" = weakref.WeakKeyDictio
 class GapSums:
     """Running sums for one output's gap (float64)."""
 
-    batches: int = 0
+    batches: int = 0  # data batches the gap is measured on
+    runs: int = 0  # runs they took (one, unless the input's batch size is fixed)
+    rows: int = 0
     values: int = 0
     square_train: float = 0.0
     square_before: float = 0.0
@@ -106,16 +109,16 @@ def run(tf1: Any, session: Any, walker: Walker, plan: Plan, batches: Iterable[Tu
                            np.asarray(v, np.float64).reshape(-1))
               for layer, m, v in zip(plan.layers, start["moving"][::2], start["moving"][1::2])}
 
+    gap_feeds = _gap_batches(plan, kept)
     outputs_before = [_run(tf1, session, plan.outputs, _feed(plan, batch, False),
-                           "run batch %d in inference mode" % i) for i, batch in enumerate(kept)]
+                           "run the gap batch in inference mode") for batch in gap_feeds]
+    outputs_train = [_run(tf1, session, plan.outputs, _feed(plan, batch, True),
+                          "run the gap batch in training mode") for batch in gap_feeds]
 
     pooled = {layer.name: PooledMoments(layer.channels) for layer in active}
-    outputs_train: List[List[np.ndarray]] = []
     count, rows = 0, 0
     for batch in _chain(kept, stream):
         fetches: Dict[str, Any] = {"stats": stat_fetches}
-        if count < len(kept):
-            fetches["outputs"] = plan.outputs
         if count == 0 and conditions:
             fetches["conditions"] = [_fetchable(c.predicate) for c, _ in conditions]
         values = _run(tf1, session, fetches, _feed(plan, batch, True),
@@ -124,8 +127,6 @@ def run(tf1: Any, session: Any, walker: Walker, plan: Plan, batches: Iterable[Tu
             _check_conditions(conditions, values["conditions"], plan.switches)
         for (layer, statistic), (mean, variance, size) in zip(statistics, values["stats"]):
             _pool(pooled[layer.name], layer, statistic, mean, variance, int(size), count)
-        if "outputs" in values:
-            outputs_train.append(values["outputs"])
         count += 1
         rows += int(batch[0].shape[0])
         if update:
@@ -133,34 +134,54 @@ def run(tf1: Any, session: Any, walker: Walker, plan: Plan, batches: Iterable[Tu
     if count == 0:
         raise ProbeConfigError("batches: no batch to run (the data is empty)")
 
-    for variable, value in zip(changed, start["changed"]):
-        _assign(tf1, session, variable, value)
-    written = {}
-    for layer in active:
-        moments = pooled[layer.name]
-        written[layer.name] = (_assign(tf1, session, layer.mean_variable, moments.mean),
-                               _assign(tf1, session, layer.variance_variable, moments.variance))
+    written = {layer.name: (pooled[layer.name].mean, pooled[layer.name].variance)
+               for layer in active}
+    assignments = list(zip(changed, start["changed"])) + [
+        (variable, value) for layer in active
+        for variable, value in zip((layer.mean_variable, layer.variance_variable),
+                                   written[layer.name])]
+    values = _assign(tf1, session, assignments)
+    written = {layer.name: (values[layer.mean_variable], values[layer.variance_variable])
+               for layer in active}
 
     gaps: Dict[str, GapSums] = {}
-    for index, batch in enumerate(kept):
+    for index, batch in enumerate(gap_feeds):
         after = _run(tf1, session, plan.outputs, _feed(plan, batch, False),
-                     "run batch %d in inference mode" % index)
+                     "run the gap batch in inference mode")
         for output, train, old, new in zip(plan.outputs, outputs_train[index],
                                            outputs_before[index], after):
-            _add_gap(gaps.setdefault(output.name, GapSums()), train, old, new)
+            _add_gap(gaps.setdefault(output.name, GapSums(batches=len(kept))), train, old, new)
     return Measured(before, pooled, gaps, count, rows, written)
 
 
-def _assign(tf1: Any, session: Any, variable: Any, value: np.ndarray) -> np.ndarray:
-    """Writes ``value`` (cast to the variable's dtype and shape) through the variable's own
-    initializer, fed: what Variable.load does, without adding an op or depending on eager mode
-    being off. Returns the value written."""
-    value = np.asarray(value).astype(variable.dtype.base_dtype.as_numpy_dtype).reshape(
-        variable.shape.as_list())
-    initializer = variable.initializer
-    _run(tf1, session, initializer, {initializer.inputs[1]: value},
-         "assign %s" % variable.op.name)
-    return value
+def _assign(tf1: Any, session: Any, assignments: Sequence[Tuple[Any, np.ndarray]]
+            ) -> Dict[Any, np.ndarray]:
+    """Writes each value (cast to its variable's dtype and shape) through the variable's own
+    initializer, fed -- what Variable.load does, without adding an op or depending on eager
+    mode being off -- all in one run (each distinct run costs a pass over the whole graph).
+    Returns the values written (for a variable given twice, the last)."""
+    feeds: Dict[Any, np.ndarray] = {}
+    written: Dict[Any, np.ndarray] = {}
+    for variable, value in assignments:
+        value = np.asarray(value).astype(variable.dtype.base_dtype.as_numpy_dtype).reshape(
+            variable.shape.as_list())
+        feeds[variable.initializer.inputs[1]] = value
+        written[variable] = value
+    if assignments:
+        _run(tf1, session, [v.initializer for v in written], feeds, "assign the statistics")
+    return written
+
+
+def _gap_batches(plan: Plan, kept: List[Tuple[np.ndarray, ...]]
+                 ) -> List[Tuple[np.ndarray, ...]]:
+    """The kept batches as one batch, so that training mode normalizes them with the
+    statistics of all their rows: with small batches (or small feature maps) each batch's own
+    statistics are noisy, and the training-mode output of one batch is not what population
+    statistics should reproduce. An input with a fixed batch size takes them one by one."""
+    if len(kept) <= 1 or any(t.shape.ndims is None or t.shape.as_list()[0] is not None
+                             for t in plan.inputs):
+        return kept
+    return [tuple(np.concatenate(arrays) for arrays in zip(*kept))]
 
 
 def _chain(kept: List[Any], stream: Iterable[Any]) -> Iterable[Any]:
@@ -236,7 +257,8 @@ def _add_gap(sums: GapSums, train: np.ndarray, before: np.ndarray, after: np.nda
     train = np.asarray(train, np.float64)
     old = np.asarray(before, np.float64) - train
     new = np.asarray(after, np.float64) - train
-    sums.batches += 1
+    sums.runs += 1
+    sums.rows += train.shape[0] if train.ndim else 1
     sums.values += train.size
     sums.square_train += float(np.square(train).sum())
     sums.square_before += float(np.square(old).sum())
