@@ -313,33 +313,51 @@ def names(tensors: Sequence[Any]) -> str:
 def find_outputs(tf1: Any, walker: Walker, graph: Any, inputs: Sequence[Any],
                  switches: Sequence[Any]) -> List[Any]:
     """The model's outputs, for the inference/training gap: the float tensors computed from the
-    inputs that nothing else of the forward pass consumes, the deepest of them. The forward pass
-    leaves out what depends on another placeholder (labels, so losses and metrics), what
-    tf.gradients and the optimizers build, and ops that change variables (update ops)."""
+    inputs that nothing else of the forward pass consumes (nothing at all, if there are such),
+    the deepest of them. The forward pass leaves out what depends on another
+    placeholder (labels, so losses and metrics), what tf.gradients and the optimizers build,
+    and ops that change variables (update ops)."""
+    operations = graph.get_operations()
     given = {t.op for t in list(inputs) + list(switches)}
-    others = [op for op in graph.get_operations()
-              if op.type == "Placeholder" and op not in given]
-    excluded = _descendants(others) | {op for op in graph.get_operations()
-                                       if _GRADIENTS.search(op.name)}
+    others = [op for op in operations if op.type == "Placeholder" and op not in given]
+    # What update ops compute, or read after they ran, is no output of the model either (but a
+    # layer output that waits for its in-place updates is: only reads count). A cond whose
+    # branches update variables (control flow v2) may return both: only the outputs its
+    # training branch reads from a variable are left out.
+    state = {op for op in operations if op.type in STATE_OPS
+             or op.type.startswith(("Apply", "ResourceApply"))}
+    read_after = [consumer for op in operations if op.type in IF_OPS
+                  and walker.branch_state_targets(op)
+                  for index in _variable_outputs(walker, op)
+                  for consumer in op.outputs[index].consumers()]
+    control: Dict[Any, List[Any]] = {}
+    for op in operations:
+        if op.type == "ReadVariableOp":
+            for source in op.control_inputs:
+                control.setdefault(source, []).append(op)
+    excluded = _descendants(others) | _descendants(list(state) + read_after, control) | {
+        op for op in operations if _GRADIENTS.search(op.name)}
     forward: Set[Any] = set()
     depth: Dict[Any, int] = {}
-    order = _topological_from([t.op for t in inputs])
-    for op in order:
-        if op in excluded or _changes_state(walker, op) or not _has_float_output(op):
-            continue
-        if op.type in ("Placeholder",) and op not in given:
+    for op in _topological_from([t.op for t in inputs]):
+        if op in excluded or not _has_float_output(op):
             continue
         forward.add(op)
         preceding = [depth[t.op] for t in op.inputs if t.op in depth]
         depth[op] = 1 + max(preceding) if preceding else 0
     sinks = []
     for op in forward:
-        if op in given:
+        if op in given or not graph.is_fetchable(op):
             continue
         consumers = [c for t in op.outputs for c in t.consumers()]
-        if any(c in forward or _changes_state(walker, c) for c in consumers):
+        if any(c in forward or c in state for c in consumers):
             continue
         sinks.append(op)
+    # Tensors nothing consumes are outputs; tensors only a loss consumes (it meets the labels
+    # further on) are outputs too, unless the model has outputs of the first kind: a loss may
+    # reshape the prediction's logits on its way.
+    unconsumed = [op for op in sinks if not any(t.consumers() for t in op.outputs)]
+    sinks = unconsumed or sinks
     if not sinks:
         return []
     deepest = max(depth[op] for op in sinks)
@@ -351,13 +369,25 @@ def _has_float_output(op: Any) -> bool:
     return any(_tensor_dtype(t) in _FLOAT for t in op.outputs)
 
 
-def _changes_state(walker: Walker, op: Any) -> bool:
-    if op.type in STATE_OPS or op.type.startswith(("Apply", "ResourceApply")):
-        return True
-    return op.type in IF_OPS and bool(walker.branch_state_targets(op))
+def _variable_outputs(walker: Walker, if_op: Any) -> List[int]:
+    """Outputs of an If op whose training (then) branch returns a variable's value."""
+    branch = walker.branch(if_op, "then_branch")
+    if branch is None:
+        return []
+    found = []
+    for index, tensor in enumerate(branch.outputs):
+        op = tensor.op
+        while op.type == "Identity" and op.inputs:
+            op = op.inputs[0].op
+        if op.type in VARIABLE_OPS or op.type in STATE_OPS:
+            found.append(index)
+    return found
 
 
-def _descendants(roots: Iterable[Any]) -> Set[Any]:
+def _descendants(roots: Iterable[Any], control: Optional[Dict[Any, List[Any]]] = None
+                 ) -> Set[Any]:
+    """``roots`` and every op that consumes their outputs, transitively; with ``control`` (op ->
+    the ops it is a control input of) also through control dependencies."""
     seen: Set[Any] = set()
     stack = list(roots)
     while stack:
@@ -365,6 +395,8 @@ def _descendants(roots: Iterable[Any]) -> Set[Any]:
         if op not in seen:
             seen.add(op)
             stack.extend(c for t in op.outputs for c in t.consumers())
+            if control:
+                stack.extend(control.get(op, ()))
     return seen
 
 

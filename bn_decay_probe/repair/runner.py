@@ -141,8 +141,8 @@ def run(tf1: Any, session: Any, walker: Walker, plan: Plan, batches: Iterable[Tu
         for variable, value in zip((layer.mean_variable, layer.variance_variable),
                                    written[layer.name])]
     values = _assign(tf1, session, assignments)
-    written = {layer.name: (values[layer.mean_variable], values[layer.variance_variable])
-               for layer in active}
+    written = {layer.name: (values[layer.mean_variable.op.name],
+                            values[layer.variance_variable.op.name]) for layer in active}
 
     gaps: Dict[str, GapSums] = {}
     for index, batch in enumerate(gap_feeds):
@@ -155,20 +155,22 @@ def run(tf1: Any, session: Any, walker: Walker, plan: Plan, batches: Iterable[Tu
 
 
 def _assign(tf1: Any, session: Any, assignments: Sequence[Tuple[Any, np.ndarray]]
-            ) -> Dict[Any, np.ndarray]:
+            ) -> Dict[str, np.ndarray]:
     """Writes each value (cast to its variable's dtype and shape) through the variable's own
     initializer, fed -- what Variable.load does, without adding an op or depending on eager
     mode being off -- all in one run (each distinct run costs a pass over the whole graph).
-    Returns the values written (for a variable given twice, the last)."""
+    Returns the values written by variable name (for a variable given twice, the last)."""
     feeds: Dict[Any, np.ndarray] = {}
-    written: Dict[Any, np.ndarray] = {}
+    initializers: Dict[str, Any] = {}
+    written: Dict[str, np.ndarray] = {}
     for variable, value in assignments:
         value = np.asarray(value).astype(variable.dtype.base_dtype.as_numpy_dtype).reshape(
             variable.shape.as_list())
         feeds[variable.initializer.inputs[1]] = value
-        written[variable] = value
+        initializers[variable.op.name] = variable.initializer
+        written[variable.op.name] = value
     if assignments:
-        _run(tf1, session, [v.initializer for v in written], feeds, "assign the statistics")
+        _run(tf1, session, list(initializers.values()), feeds, "assign the statistics")
     return written
 
 
@@ -261,8 +263,12 @@ def _add_gap(sums: GapSums, train: np.ndarray, before: np.ndarray, after: np.nda
     sums.rows += train.shape[0] if train.ndim else 1
     sums.values += train.size
     sums.square_train += float(np.square(train).sum())
-    sums.square_before += float(np.square(old).sum())
-    sums.square_after += float(np.square(new).sum())
+    with np.errstate(invalid="ignore", over="ignore"):
+        # A NaN or infinite output (activations that overflow with wrong statistics) is as
+        # far from the training-mode output as can be: an infinite gap, not NaN.
+        old, new = (np.where(np.isfinite(d), d, np.inf) for d in (old, new))
+        sums.square_before += float(np.square(old).sum())
+        sums.square_after += float(np.square(new).sum())
     if train.size:
         sums.max_before = max(sums.max_before, float(np.abs(old).max()))
         sums.max_after = max(sums.max_after, float(np.abs(new).max()))
