@@ -19,9 +19,10 @@ from .result import (REPAIRED, SKIPPED, LayerRepair, OutputGap, RepairResult,
                      frozen_or_none)
 from .runner import Measured, run
 
-# Batches kept to measure the inference/training gap: each costs two inference-mode passes
-# (before and after), so a few keep the repair close to the cost of its training-mode passes.
-DEFAULT_GAP_BATCHES = 2
+# Batches kept to measure the inference/training gap on (run as one batch): each costs three
+# more passes (inference before and after, training), so one keeps the repair close to the cost
+# of its training-mode passes; more rows give a steadier number on small batches.
+DEFAULT_GAP_BATCHES = 1
 _FLAGS = ("inputs", "training", "outputs")
 
 
