@@ -24,6 +24,7 @@ def build_and_save(directory, inputs=1, switches=1, batch=None, norm=True, saver
     """conv nets trained 3 SGD steps on seeded data with the update ops forgotten (moving
     statistics stay 0 and 1), saved with a Saver and its .meta; returns the prefix."""
     with backend.quiet() as tf1:
+        layers = backend.v1_layers()
         graph = tf1.Graph()
         with graph.as_default():
             tf1.set_random_seed(0)
@@ -38,11 +39,11 @@ def build_and_save(directory, inputs=1, switches=1, batch=None, norm=True, saver
                     h = backend.batch_norm()(
                         h, is_training=flags[index % len(flags)] if flags else True,
                         scope="block%d/BatchNorm" % index, updates_collections=None
-                        if not flags else [tf1.GraphKeys.UPDATE_OPS], scale=True)
-                h = tf1.nn.relu(tf1.layers.conv2d(h, 4, 3, padding="same",
-                                                  name="block%d/conv" % index),
+                        if not flags else tf1.GraphKeys.UPDATE_OPS, scale=True)
+                h = tf1.nn.relu(layers.conv2d(h, 4, 3, padding="same",
+                                              name="block%d/conv" % index),
                                 name="block%d/relu" % index)
-            logits = tf1.layers.dense(tf1.layers.flatten(h), 1, name="logits")
+            logits = layers.dense(layers.flatten(h), 1, name="logits")
             loss = tf1.losses.mean_squared_error(labels, logits)
             step = tf1.train.get_or_create_global_step()
             train = tf1.train.GradientDescentOptimizer(0.01).minimize(loss, global_step=step)

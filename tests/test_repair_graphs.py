@@ -9,7 +9,7 @@ import pytest
 
 from bn_decay_probe import ProbeConfigError, backend
 from bn_decay_probe.repair import recalibrate, render_repair
-from conftest import backend_name, contrib_update_ops_unavailable
+from conftest import backend_name
 
 ROWS = (5, 8, 3)  # unequal batches
 SHAPE = (6, 6, 3)
@@ -46,9 +46,9 @@ class Net:
                 if data_format == "NCHW":  # TF's CPU conv has no NCHW kernel
                     h = tf1.nn.relu(h * 0.5 - 0.2)
                 else:
-                    h = tf1.nn.relu(tf1.layers.conv2d(h, 4, 3, name="conv"))
+                    h = tf1.nn.relu(backend.v1_layers().conv2d(h, 4, 3, name="conv"))
                 h = self.bn(h, training, fused, updates, "bn2", data_format)
-                h = tf1.layers.dense(tf1.layers.flatten(h), 5, name="dense")
+                h = backend.v1_layers().dense(backend.v1_layers().flatten(h), 5, name="dense")
                 self.out = self.bn(h, training, False, updates, "bn3", "NHWC")
                 self.data_format = data_format
                 init = tf1.global_variables_initializer()
@@ -70,7 +70,6 @@ class Net:
                               value.dtype), self.session)
 
     def bn(self, h, training, fused, updates, name, data_format):
-        tf1 = backend.tensorflow().compat.v1
         self.inputs.append(h)
         axis = 1 if data_format == "NCHW" and h.shape.ndims == 4 else -1
         if self.api == "contrib":
@@ -81,8 +80,8 @@ class Net:
                                         if h.shape.ndims == 4 else "NHWC", **kwargs)
         if self.api == "layers":
             self.names.append(name)
-            return tf1.layers.batch_normalization(h, training=training, fused=fused, name=name,
-                                                  axis=axis)
+            return backend.v1_layers().batch_normalization(h, training=training, fused=fused,
+                                                           name=name, axis=axis)
         layer = backend.keras_batch_normalization()(fused=fused if fused else False, name=name,
                                                      axis=axis)
         self.names.append(name)
@@ -130,11 +129,6 @@ class Net:
         return np.sqrt(np.square(inference - training).sum() / np.square(training).sum())
 
 
-def unavailable(api, updates):
-    return api == "contrib" and updates == "collection" and \
-        contrib_update_ops_unavailable("contrib", "update_ops")
-
-
 CASES = [("contrib", "inplace", "tensor"), ("contrib", "collection", "tensor"),
          ("layers", "collection", "tensor"), ("keras", "layer", "tensor"),
          ("keras", "layer", "keras_phase")]
@@ -148,9 +142,6 @@ def repaired():
     def get(api, updates, switch, fused):
         key = (api, updates, switch, fused)
         if key not in cache:
-            if unavailable(api, updates):
-                pytest.skip("TensorFlow %s cannot build contrib's UPDATE_OPS batch norm"
-                            % backend.tensorflow().__version__)
             net = Net(api, fused, switch, updates)
             data = batches()
             before, reference, gap = net.values(), net.reference(data), net.gap(data[:2])
