@@ -60,7 +60,8 @@ def moving_name(name: str) -> Optional[Tuple[str, str]]:
 
 
 def find_layers(tf1: Any, graph: Any, walker: Walker) -> List[Layer]:
-    """Every batch-norm layer of ``graph`` with its batch statistics in training mode."""
+    """Every batch-norm layer of ``graph`` with its batch statistics in training mode, in the
+    order the graph made their variables (network order)."""
     grouped: Dict[str, Dict[str, Any]] = {}
     for variable in graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES):
         parts = moving_name(variable.op.name)
@@ -68,7 +69,7 @@ def find_layers(tf1: Any, graph: Any, walker: Walker) -> List[Layer]:
             grouped.setdefault(parts[0], {})[parts[1]] = variable
     layers = [Layer(name, pair[MOVING[0]], pair[MOVING[1]],
                     int(pair[MOVING[0]].shape.num_elements() or 0))
-              for name, pair in sorted(grouped.items()) if len(pair) == 2]
+              for name, pair in grouped.items() if len(pair) == 2]
     if not layers:
         raise ProbeConfigError("the graph has no batch-norm layer: no pair of global variables "
                                "named .../moving_mean and .../moving_variance")
