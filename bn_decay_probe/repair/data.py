@@ -3,13 +3,15 @@ each checked (shape, dtype, finite values) before it is fed. No TensorFlow here.
 
 Files:
 - ``FILE.npy``: one array, its first axis split into batches of ``batch_size`` rows (the last
-  batch may be smaller). Memory-mapped, so only the batch being fed is read.
+  batch may be smaller). Read batch by batch, so memory holds one batch.
 - ``FILE.npz``: every array, in the file's order, is one batch (arrays may have different numbers
   of rows); with ``batch_size`` each array is split into batches of that many rows.
-- ``FILE.npz:NAME``: only the array NAME, split into batches as a ``.npy``.
+- ``FILE.npz:NAME``: only the array NAME, split into batches as a ``.npy`` (also read batch by
+  batch, compressed or not).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ class ArrayInfo:
     name: str  # "" for a .npy
     shape: Tuple[int, ...]
     dtype: str
+    fortran_order: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,23 +53,16 @@ class DataFile:
 
     def batches(self, batch_size: Optional[int] = None,
                 max_batches: Optional[int] = None) -> Iterator[np.ndarray]:
-        """The batches in order, each a view of one array (read from disk when used)."""
+        """The batches in order, each read from the file when it is asked for: memory holds one
+        batch, however many the file has."""
         produced = 0
         for info in self.arrays:
-            with _opened(self.path, info) as array:
-                size = self._size(info, batch_size)
-                for start in range(0, max(array.shape[0], 1), size):
-                    if max_batches is not None and produced >= max_batches:
-                        return
-                    produced += 1
-                    yield array[start:start + size]
-
-    def describe(self) -> str:
-        if len(self.arrays) == 1:
-            info = self.arrays[0]
-            return "%s%s: %s %s" % (self.path, ":" + info.name if info.name else "",
-                                    _shape_text(info.shape), info.dtype)
-        return "%s: %d arrays" % (self.path, len(self.arrays))
+            size = self._size(info, batch_size)
+            for batch in _read_rows(self.path, info, size):
+                if max_batches is not None and produced >= max_batches:
+                    return
+                produced += 1
+                yield batch
 
 
 def _chunks(rows: int, size: int) -> int:
@@ -128,12 +124,14 @@ def _npy_info(path: str) -> ArrayInfo:
         return ArrayInfo("", *_header(handle))
 
 
-def _header(handle: Any) -> Tuple[Tuple[int, ...], str]:
+def _header(handle: Any) -> Tuple[Tuple[int, ...], str, bool]:
+    """(shape, dtype, Fortran order) from a .npy header; ``handle`` is left at the data."""
     version = np.lib.format.read_magic(handle)
     read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
         np.lib.format.read_array_header_2_0
-    shape, _, dtype = read(handle)
-    return tuple(int(d) for d in shape), dtype.str if dtype.fields is None else "structured"
+    shape, fortran_order, dtype = read(handle)
+    return (tuple(int(d) for d in shape), dtype.str if dtype.fields is None else "structured",
+            bool(fortran_order))
 
 
 def _npz_infos(path: str, name: Optional[str]) -> Tuple[ArrayInfo, ...]:
@@ -166,27 +164,55 @@ def _check_array(path: str, info: ArrayInfo) -> None:
         raise ProbeConfigError("%s has no rows (shape %s)" % (where, _shape_text(info.shape)))
 
 
-class _opened:
-    """The array of ``info``: memory-mapped for a .npy, loaded for an .npz member (a zip member
-    cannot be mapped; one array is one batch there, or the named array)."""
+@contextlib.contextmanager
+def _stream(path: str, info: ArrayInfo) -> Iterator[Any]:
+    """The file (a .npy, or an .npz member) opened and read past its header."""
+    try:
+        if info.name:
+            with zipfile.ZipFile(path) as archive, archive.open(info.name + ".npy") as handle:
+                _header(handle)
+                yield handle
+        else:
+            with open(path, "rb") as handle:
+                _header(handle)
+                yield handle
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ProbeConfigError("data %s cannot be read (%s)" % (path, _reason(exc))) from None
 
-    def __init__(self, path: str, info: ArrayInfo) -> None:
-        self.path, self.info = path, info
-        self._npz: Any = None
 
-    def __enter__(self) -> np.ndarray:
-        try:
-            if not self.info.name:
-                return np.load(self.path, mmap_mode="r", allow_pickle=False)
-            self._npz = np.load(self.path, allow_pickle=False)
-            return self._npz[self.info.name]
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise ProbeConfigError("data %s cannot be read (%s)"
-                                   % (self.path, _reason(exc))) from None
+def _read_rows(path: str, info: ArrayInfo, size: int) -> Iterator[np.ndarray]:
+    """Consecutive pieces of ``size`` rows, read in sequence (a .npy is not memory-mapped: the
+    pages of a mapping stay in the process's resident memory as it reads on). An array stored
+    in Fortran order has no contiguous rows: it is read whole."""
+    dtype = np.dtype(info.dtype)
+    rows = info.shape[0]
+    with _stream(path, info) as handle:
+        if info.fortran_order and len(info.shape) > 1:
+            whole = np.frombuffer(_read_exactly(path, handle, rows * _row_bytes(info)),
+                                  dtype).reshape(info.shape, order="F")
+            for start in range(0, rows, size):
+                yield whole[start:start + size]
+            return
+        for start in range(0, rows, size):
+            count = min(size, rows - start)
+            batch = np.empty((count,) + info.shape[1:], dtype)
+            view = memoryview(batch.reshape(-1).view(np.uint8))
+            got = handle.readinto(view)
+            if got != view.nbytes:
+                raise ProbeConfigError("data %s ends early: rows %d to %d are missing"
+                                       % (path, start, rows))
+            yield batch
 
-    def __exit__(self, *exc: Any) -> None:
-        if self._npz is not None:
-            self._npz.close()
+
+def _row_bytes(info: ArrayInfo) -> int:
+    return int(np.prod(info.shape[1:], dtype=np.int64)) * np.dtype(info.dtype).itemsize
+
+
+def _read_exactly(path: str, handle: Any, size: int) -> bytes:
+    data = handle.read(size)
+    if len(data) != size:
+        raise ProbeConfigError("data %s ends early (%d of %d bytes)" % (path, len(data), size))
+    return data
 
 
 # ------------------------------------------------------------------------------ batch checks

@@ -33,7 +33,7 @@ _FLOAT = ("float16", "bfloat16", "float32", "float64")
 class Statistic:
     """Where a layer computes its batch statistics in training mode, as fetchable tensors."""
 
-    producer: str  # the op's name (in a branch function: the If op's name / the op's name)
+    producer: str  # the op's name (in a cond branch function: the If op's name / the op's name)
     mean: Any  # tensor: per-channel batch mean
     variance: Any  # tensor: per-channel batch variance, Bessel-corrected when ``bessel``
     values: Any  # tensor: the values normalized (the layer's input)
@@ -75,13 +75,14 @@ def find_layers(tf1: Any, graph: Any, walker: Walker) -> List[Layer]:
                                "named .../moving_mean and .../moving_variance")
     updates = _update_ops(graph, walker)
     for layer in layers:
-        sites = updates.get(layer.mean_variable.op, []) + \
-            updates.get(layer.variance_variable.op, [])
+        sites = [site for variable in (layer.mean_variable, layer.variance_variable)
+                 for site in updates.get(variable.op, [])
+                 if site.op is not variable.initializer and not _restores(site.op)]
         if not sites:
             layer.skipped = ("no op of the graph updates its moving statistics, so it has no "
                              "training mode here (built in inference mode, or unused)")
             continue
-        found = _statistics(tf1, walker, sites)
+        found = _statistics(walker, sites)
         if isinstance(found, str):
             layer.skipped = found
         else:
@@ -110,14 +111,22 @@ def _update_ops(graph: Any, walker: Walker) -> Dict[Any, List[Node]]:
     return found
 
 
-def _statistics(tf1: Any, walker: Walker, sites: Sequence[Node]) -> Any:
+def _restores(op: Any) -> bool:
+    """Whether an assign op is a Saver's restore (its value comes from a Restore op)."""
+    source = op.inputs[1].op if len(op.inputs) > 1 else None
+    while source is not None and source.type == "Identity":
+        source = source.inputs[0].op
+    return source is not None and source.type in ("RestoreV2", "Restore", "RestoreSlice")
+
+
+def _statistics(walker: Walker, sites: Sequence[Node]) -> Any:
     """The training-mode statistics nearest to the update ops ``sites``, or why none was found.
     One statistic per producer: both Mean ops of one tf.nn.moments are one."""
     found: Dict[str, Statistic] = {}
     reasons: List[str] = []
     for site in sites:
         for edge, conditions in _nearest_producers(walker, site):
-            statistic = _statistic(tf1, walker, edge, conditions)
+            statistic = _statistic(walker, edge, conditions)
             if isinstance(statistic, str):
                 reasons.append(statistic)
                 continue
@@ -198,15 +207,12 @@ def _moments_of(op: Any) -> Optional[Tuple[Any, Any]]:
 
 
 def _consumers(op: Any) -> List[Any]:
-    if hasattr(op, "outputs"):
-        return [c for t in op.outputs for c in t.consumers()]
-    # A FunctionDef view: no consumer lists, so scan its ops.
-    return [other for other in op.graph.get_operations()
-            if any(t.op is op for t in other.inputs)]
+    return [c for t in op.outputs for c in t.consumers()]
 
 
-def _statistic(tf1: Any, walker: Walker, edge: Edge,
-               conditions: Tuple[Condition, ...]) -> Any:
+def _statistic(walker: Walker, edge: Edge, conditions: Tuple[Condition, ...]) -> Any:
+    """The fetchable statistics of a producer (fused kernel or moments), or why there are
+    none."""
     op, frames = edge.node.op, edge.node.frames
     if op.type in FUSED_OPS:
         factor = _attr(op, "exponential_avg_factor", 1.0)
@@ -228,31 +234,27 @@ def _statistic(tf1: Any, walker: Walker, edge: Edge,
     if mean is None or variance is None or values is None:
         return ("its batch statistics (%s) are computed inside a cond branch that does not "
                 "return them, so no run can read them" % op.name)
-    return Statistic(op.name, mean, variance, values, bessel,
+    name = "/".join([if_op.name for if_op, _ in frames] + [op.name])
+    return Statistic(name, mean, variance, values, bessel,
                      tuple(dict.fromkeys(conditions + entry)))
 
 
 def _values(walker: Walker, edge: Edge) -> Tuple[Edge, Tuple[Condition, ...]]:
     """The layer's input as a tensor outside conds and branch functions: back through
-    Identity, the Switch that passes it into a cond branch (whose condition is kept: the
-    statistics exist only when that branch runs) and branch function inputs."""
+    Identity, the Switch that passes it into a cond branch and branch function inputs (with the
+    conditions they imply: the statistics exist only when that branch runs)."""
     conditions: Tuple[Condition, ...] = ()
     while True:
         op = edge.node.op
-        if op.type in ("Identity", "Switch"):
-            if op.type == "Switch":
-                predicate = op.inputs[1] if edge.node.outer else None
-                conditions += (Condition(predicate, edge.index == 1, op.name),)
+        if op.type == "Identity":
             edge = walker.input(edge.node, 0)
-        elif op.type == "Placeholder" and edge.node.frames:
-            outer = walker.outer_input(edge.node)
-            if outer is None:
+        elif op.type in ("Switch", "RefSwitch") or (op.type == "Placeholder" and
+                                                     edge.node.frames):
+            steps = walker.step_back(edge) or []
+            if len(steps) != 1:
                 return edge, conditions
-            if_op = edge.node.frames[-1][0]
-            predicate = if_op.inputs[0] if outer.node.outer else None
-            conditions += (Condition(predicate, edge.node.frames[-1][1] == "then_branch",
-                                     if_op.name),)
-            edge = outer
+            edge, condition = steps[0]
+            conditions += (condition,) if condition else ()
         else:
             return edge, conditions
 

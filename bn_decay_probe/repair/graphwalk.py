@@ -100,32 +100,36 @@ class Walker:
                                       for f in graph.as_graph_def().library.function}
         return self._libraries[graph]
 
-    def producer(self, edge: Edge) -> Tuple[List[Edge], Optional[Condition]]:
-        """What ``edge`` comes from one step back: for an If output the matching output of each
-        branch, for a branch input the If's input outside and for a Switch its input (each with
-        the branch it implies); else ``[edge]`` itself (a real producer)."""
+    def step_back(self, edge: Edge) -> Optional[List[Tuple[Edge, Optional[Condition]]]]:
+        """Where ``edge`` comes from, one step back through control flow: for an If output the
+        matching output of each branch, for a branch input the If's input outside, for a Switch
+        its input -- each with the branch of the cond that path implies. None when ``edge``'s op
+        is no control flow (it produces the value)."""
         node, op = edge.node, edge.node.op
         if op.type in IF_OPS:
-            found = []
+            steps: List[Tuple[Edge, Optional[Condition]]] = []
             for attr in (THEN, ELSE):
                 graph = self.branch(op, attr)
                 if graph is None or edge.index >= len(graph.outputs):
                     continue
                 out = graph.outputs[edge.index]
-                found.append(Edge(Node(out.op, node.frames + ((op, attr),)), out.value_index))
-            return found, None
+                condition = Condition(op.inputs[0] if node.outer else None, attr == THEN,
+                                      op.name)
+                steps.append((Edge(Node(out.op, node.frames + ((op, attr),)), out.value_index),
+                              condition))
+            return steps
         if op.type in ("Switch", "RefSwitch"):
-            predicate = op.inputs[1]
-            condition = Condition(predicate if node.outer else None, edge.index == 1, op.name)
-            return [self.input(node, 0)], condition
+            condition = Condition(op.inputs[1] if node.outer else None, edge.index == 1,
+                                  op.name)
+            return [(self.input(node, 0), condition)]
         if op.type == "Placeholder" and node.frames:
             # Leaving a branch: what the walk came from runs only when the If takes it.
             outer = self.outer_input(node)
             if_op, attr = node.frames[-1]
-            predicate = if_op.inputs[0] if len(node.frames) == 1 else None
-            return ([outer] if outer is not None else []), \
-                Condition(predicate, attr == THEN, if_op.name)
-        return [edge], None
+            condition = Condition(if_op.inputs[0] if len(node.frames) == 1 else None,
+                                  attr == THEN, if_op.name)
+            return [(outer, condition)] if outer is not None else []
+        return None
 
     def input(self, node: Node, index: int) -> Edge:
         tensor = node.op.inputs[index]
@@ -139,7 +143,7 @@ class Walker:
         if_op, attr = node.frames[-1]
         graph = self.branch(if_op, attr)
         for position, tensor in enumerate(graph.inputs):
-            if tensor.op is node.op or _same_node(tensor.op, node.op):
+            if tensor.op is node.op:
                 outer = if_op.inputs[position + 1]  # inputs[0] is the condition
                 return Edge(Node(outer.op, node.frames[:-1]), outer.value_index)
         return None
@@ -162,19 +166,12 @@ class Walker:
             if op.type in PASS_THROUGH:
                 stack.append((self.input(current.node, 0), conditions))
                 continue
-            following, condition = self.producer(current)
-            if following == [current]:
+            steps = self.step_back(current)
+            if steps is None:
                 done.append((current, conditions))
                 continue
-            if op.type in IF_OPS:
-                for step in following:
-                    attr = step.node.frames[-1][1]
-                    predicate = op.inputs[0] if current.node.outer else None
-                    stack.append((step, conditions + (Condition(predicate, attr == THEN,
-                                                                op.name),)))
-                continue
-            added = (condition,) if condition is not None else ()
-            stack.extend((step, conditions + added) for step in following)
+            stack.extend((step, conditions + ((condition,) if condition else ()))
+                         for step, condition in steps)
         return done
 
     def fetchable(self, edge: Edge) -> Optional[Any]:
@@ -186,7 +183,7 @@ class Walker:
             position = None
             for k, out in enumerate(graph.outputs):
                 source = _strip(out)
-                if (_same_node(source.op, edge.node.op) and source.value_index == edge.index):
+                if source.op is edge.node.op and source.value_index == edge.index:
                     position = k
                     break
             if position is None:
@@ -207,24 +204,23 @@ class Walker:
                     stack.extend(op.control_inputs)
         return seen
 
-    def branch_state_targets(self, if_op: Any) -> List[Any]:
-        """The outer ops (variables, or their reads) whose values the branches of ``if_op``
-        change: inputs of the If op that a state op inside a branch writes to."""
+    def branch_state_targets(self, if_op: Any, frames: Tuple[Frame, ...] = ()) -> List[Any]:
+        """The ops of the outer graph (variables) whose values the branches of ``if_op`` (inside
+        ``frames``) change: what a state op in a branch, or in a cond nested in it, writes to."""
         found = []
         for attr in (THEN, ELSE):
             graph = self.branch(if_op, attr)
             if graph is None:
                 continue
+            inner = frames + ((if_op, attr),)
             for op in graph.get_operations():
                 if op.type in STATE_OPS:
-                    edge = Edge(Node(op.inputs[0].op, ((if_op, attr),)),
-                                op.inputs[0].value_index)
-                    target = self.leave(edge)
+                    target = self.leave(Edge(Node(op.inputs[0].op, inner),
+                                             op.inputs[0].value_index))
                     if target is not None:
                         found.append(target)
                 elif op.type in IF_OPS:
-                    found.extend(t for t in self.branch_state_targets(op)
-                                 if t is not None)  # nested: handles of the inner function
+                    found.extend(self.branch_state_targets(op, inner))
         return found
 
     def leave(self, edge: Edge) -> Optional[Any]:
@@ -253,10 +249,8 @@ def _fetchable_copy(tensor: Any) -> Optional[Any]:
         current = stack.pop(0)
         if current.graph.is_fetchable(current.op):
             return current
-        for consumer in current.consumers():
-            if consumer.type == "Identity" or (consumer.type == "Merge" and
-                                               len(consumer.outputs) > 0):
-                stack.append(consumer.outputs[0])
+        stack.extend(consumer.outputs[0] for consumer in current.consumers()
+                     if consumer.type in ("Identity", "Merge"))
     return None
 
 
@@ -264,8 +258,3 @@ def _strip(tensor: Any) -> Any:
     while tensor.op.type in ("Identity",) and list(tensor.op.inputs):
         tensor = tensor.op.inputs[0]
     return tensor
-
-
-def _same_node(a: Any, b: Any) -> bool:
-    return a is b or (type(a) is type(b) and getattr(a, "graph", None) is getattr(b, "graph", 0)
-                      and a.name == b.name)
