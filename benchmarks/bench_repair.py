@@ -14,7 +14,9 @@ is_training placeholder, inputs [B, S, S, 3] (default B 16, S 64), random weight
 - peak RSS, each in a fresh process: ``bn-decay-probe repair`` on a checkpoint of the same net
   with a .npy of K batches (memory-mapped) for several K; peak memory must not grow with K.
 
-  .venv/bin/python benchmarks/bench_repair.py [--batches 40] [--repeats 3] [--memory 10,40,160]
+Wall time and CPU time (all threads of the process) are both reported: the machine is shared.
+
+  .venv/bin/python benchmarks/bench_repair.py [--batches 40] [--repeats 5] [--memory 10,40,160]
 """
 import argparse
 import os
@@ -64,19 +66,30 @@ def data(count, rows, side, seed=0):
             for _ in range(count)]
 
 
+def clocks():
+    """(wall, CPU) seconds. CPU time counts every thread of this process (TensorFlow's pools
+    too): on a machine other work shares it is the steadier measure of the work done."""
+    return time.perf_counter(), time.process_time()
+
+
+def since(start):
+    wall, cpu = clocks()
+    return wall - start[0], cpu - start[1]
+
+
 def bare(session, x, training, logits, batches):
-    start = time.perf_counter()
+    start = clocks()
     for batch in batches:
         session.run(logits, {x: batch, training: True})
-    return time.perf_counter() - start
+    return since(start)
 
 
 def timed_repair(session, x, batches, gap_batches):
     from bn_decay_probe.repair import recalibrate
 
-    start = time.perf_counter()
+    start = clocks()
     recalibrate(session, batches, x, gap_batches=gap_batches)
-    return time.perf_counter() - start
+    return since(start)
 
 
 def time_section(args):
@@ -90,8 +103,10 @@ def time_section(args):
         times["repair"].append(timed_repair(session, x, batches, 1))
         times["repair, gap_batches=0"].append(timed_repair(session, x, batches, 0))
         print("repeat %d: %s" % (repeat + 1, "  ".join(
-            "%s %.2f s" % (name, values[-1]) for name, values in times.items())), flush=True)
-    medians = {name: median(values) for name, values in times.items()}
+            "%s %.2f s (CPU %.2f s)" % (name, values[-1][0], values[-1][1])
+            for name, values in times.items())), flush=True)
+    medians = {name: (median(v[0] for v in values), median(v[1] for v in values))
+               for name, values in times.items()}
     return cold, medians
 
 
@@ -141,7 +156,7 @@ def main():
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--rows", type=int, default=16)
     parser.add_argument("--side", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--memory", type=lambda t: [int(v) for v in t.split(",")],
                         default=[10, 40, 160])
     parser.add_argument("--memory-repeats", type=int, default=2)
@@ -158,21 +173,24 @@ def main():
              args.side))
     print("\ntime: %d batches, median of %d, interleaved" % (args.batches, args.repeats))
     cold, medians = time_section(args)
-    bare_time = medians["bare"]
-    for name, value in medians.items():
-        print("  %-24s %7.2f s  %.3f s per batch  %.2fx bare" % (
-            name, value, value / args.batches, value / bare_time))
+    bare_wall, bare_cpu = medians["bare"]
+    for name, (wall, cpu) in medians.items():
+        print("  %-24s wall %6.2f s (%.3f s per batch, %.2fx bare)  CPU %6.2f s (%.2fx bare)"
+              % (name, wall, wall / args.batches, wall / bare_wall, cpu, cpu / bare_cpu))
     print("  first call (TF prepares each kind of run once): bare %.2f s, repair %.2f s "
-          "(one batch)" % (cold["bare"], cold["repair"]))
+          "(one batch, wall)" % (cold["bare"][0], cold["repair"][0]))
     print("\npeak RSS of `bn-decay-probe repair` (median of %d processes):" % args.memory_repeats)
     peaks = memory_section(args)
     values = [peak for peak, _ in peaks.values()]
     growth = max(values) / min(values)
-    time_ratio = medians["repair"] / bare_time
-    print("\ntargets: repair <= %.1fx bare forward passes %s (%.2fx; gap_batches=0 %.2fx); "
-          "peak memory flat in the number of batches (max/min <= %.2f) %s (%.3f)" % (
-              TARGET_TIME, "met" if time_ratio <= TARGET_TIME else "MISSED", time_ratio,
-              medians["repair, gap_batches=0"] / bare_time, TARGET_MEMORY,
+    wall_ratio = medians["repair"][0] / bare_wall
+    cpu_ratio = medians["repair"][1] / bare_cpu
+    print("\ntargets: repair <= %.1fx bare forward passes, wall %s (%.2fx), CPU %s (%.2fx; "
+          "gap_batches=0 %.2fx); peak memory flat in the number of batches (max/min <= %.2f) "
+          "%s (%.3f)" % (
+              TARGET_TIME, "met" if wall_ratio <= TARGET_TIME else "MISSED", wall_ratio,
+              "met" if cpu_ratio <= TARGET_TIME else "MISSED", cpu_ratio,
+              medians["repair, gap_batches=0"][1] / bare_cpu, TARGET_MEMORY,
               "met" if growth <= TARGET_MEMORY else "MISSED", growth))
 
 
