@@ -126,20 +126,8 @@ def _slim() -> Tuple[object, object, object]:
     return tf.compat.v1, slim, nets
 
 
-def _slim_update_collections(tf1: object) -> object:
-    """slim's default UPDATE_OPS; where TF 2.13 cannot build that path (tf-slim hands it to
-    tf.layers' class, which TF 2.13 imports from a module Keras 2.13 moved), the list
-    [UPDATE_OPS], which keeps slim's own update path and the same collection (see
-    tests/test_doctor.py contrib_update_ops)."""
-    from conftest import contrib_update_ops_unavailable
-
-    if contrib_update_ops_unavailable("contrib", "update_ops"):
-        return [tf1.GraphKeys.UPDATE_OPS]
-    return tf1.GraphKeys.UPDATE_OPS
-
-
 def _slim_net(tf1, slim, nets, model, images, decay, is_training, scope=None):
-    collections = _slim_update_collections(tf1)
+    collections = tf1.GraphKeys.UPDATE_OPS  # slim's default, which every supported TF builds
     if model == "slim_resnet_v1_50":
         arg_scope = nets.resnet_v1.resnet_arg_scope(batch_norm_decay=decay)
         net = nets.resnet_v1.resnet_v1_50
@@ -205,12 +193,7 @@ def _keras():
     """(tf.compat.v1, the Keras 2 package: tf.keras, or tf_keras next to Keras 3)."""
     from bn_decay_probe import backend
 
-    tf = backend.tensorflow()
-    keras = tf.keras
-    if not hasattr(keras.layers.BatchNormalization, "updates") or \
-            getattr(keras, "__version__", "2").startswith("3"):
-        import tf_keras as keras
-    return tf.compat.v1, keras
+    return backend.tensorflow().compat.v1, backend.keras()
 
 
 def _keras_application(keras, model: str):
