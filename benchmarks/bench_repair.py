@@ -20,7 +20,6 @@ Wall time and CPU time (all threads of the process) are both reported: the machi
 """
 import argparse
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -110,9 +109,9 @@ def time_section(args):
     return cold, medians
 
 
-def child_peak(prefix, data_path, rows):
+def child_peak(prefix, data_path, rows, directory):
     """Peak RSS (MiB) of a process running the CLI repair (in this process: see --child)."""
-    out = tempfile.mkdtemp(prefix="bench_repair_out_")
+    out = tempfile.mkdtemp(dir=directory)
     done = python(os.path.join("benchmarks", "bench_repair.py"), "--child", prefix, data_path,
                   os.path.join(out, "fixed"), str(rows))
     return float(done.stdout.strip().splitlines()[-1])
@@ -124,30 +123,36 @@ def child(prefix, data_path, out, rows):
     code = main(["repair", prefix, "--data", data_path, "--out", out, "--batch-size", rows,
                  "--quiet", "--json", os.devnull])
     assert code == 0
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    # VmHWM, the peak of this program's memory: getrusage's ru_maxrss also keeps the peak of
+    # the forked parent from before exec (Linux), which grows with the data file it wrote.
+    with open("/proc/self/status") as status:
+        peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    print(peak_kib / 1024.0)
 
 
 def memory_section(args):
-    directory = tempfile.mkdtemp(prefix="bench_repair_")
-    session, x, training, logits, saver = build(args.side)
-    prefix = saver.save(session, os.path.join(directory, "model.ckpt"))
-    session.close()
-    draws = np.random.RandomState(1)
-    found = {}
-    for count in args.memory:
-        path = os.path.join(directory, "data_%d.npy" % count)
-        # Written batch by batch, so that this process does not hold the largest data file.
-        array = np.lib.format.open_memmap(path, "w+", np.float32,
-                                          (count * args.rows, args.side, args.side, 3))
-        for start in range(0, count * args.rows, args.rows):
-            array[start:start + args.rows] = draws.normal(2.0, 3.0, array[start:start +
-                                                                            args.rows].shape)
-        array.flush()
-        del array
-        peaks = [child_peak(prefix, path, args.rows) for _ in range(args.memory_repeats)]
-        found[count] = (median(peaks), os.path.getsize(path) / 2.0 ** 20)
-        print("%4d batches (%.0f MiB of data): peak RSS %s MiB" % (
-            count, found[count][1], ", ".join("%.0f" % p for p in peaks)), flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench_repair_") as directory:
+        session, x, training, logits, saver = build(args.side)
+        with session.graph.as_default():  # TF 2.x saves eagerly outside a graph
+            prefix = saver.save(session, os.path.join(directory, "model.ckpt"))
+        session.close()
+        draws = np.random.RandomState(1)
+        found = {}
+        for count in args.memory:
+            path = os.path.join(directory, "data_%d.npy" % count)
+            # Written batch by batch, so that this process does not hold the largest file.
+            array = np.lib.format.open_memmap(path, "w+", np.float32,
+                                              (count * args.rows, args.side, args.side, 3))
+            for start in range(0, count * args.rows, args.rows):
+                piece = array[start:start + args.rows]
+                piece[...] = draws.normal(2.0, 3.0, piece.shape)
+            array.flush()
+            del array, piece
+            peaks = [child_peak(prefix, path, args.rows, directory)
+                     for _ in range(args.memory_repeats)]
+            found[count] = (median(peaks), os.path.getsize(path) / 2.0 ** 20)
+            print("%4d batches (%.0f MiB of data): peak RSS %s MiB" % (
+                count, found[count][1], ", ".join("%.0f" % p for p in peaks)), flush=True)
     return found
 
 
@@ -159,7 +164,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--memory", type=lambda t: [int(v) for v in t.split(",")],
                         default=[10, 40, 160])
-    parser.add_argument("--memory-repeats", type=int, default=2)
+    parser.add_argument("--memory-repeats", type=int, default=3)
     parser.add_argument("--child", nargs=4, metavar=("PREFIX", "DATA", "OUT", "ROWS"))
     args = parser.parse_args()
     if args.child:
