@@ -358,3 +358,13 @@ def fast_callable(session: Any, feeds: Any, fetches: Any) -> Any:
     options.feed.extend(t.name for t in feeds)
     options.fetch.extend(t.name for t in fetches)
     return session._make_callable_from_options(options)
+
+
+def function_graph(definition: Any, outer_graph: Any) -> Any:
+    """The graph of a FunctionDef of ``outer_graph``'s library (a cond branch of a graph imported
+    from a .meta, where TF keeps only the definition), with real ops: outputs in their op's
+    order, consumers, shapes. Nested functions are looked up in ``outer_graph``."""
+    from tensorflow.python.framework import function_def_to_graph
+
+    with outer_graph.as_default():
+        return function_def_to_graph.function_def_to_graph(definition)

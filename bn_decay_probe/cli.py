@@ -174,6 +174,10 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
         from .doctor_cli import main as doctor
 
         return doctor(argv[1:], "%s doctor" % parser.prog)
+    if argv[:1] == ["repair"]:
+        from .repair_cli import main as repair
+
+        return repair(argv[1:], "%s repair" % parser.prog)
     args = parser.parse_args(argv)
     given_decays = args.decays or args.decay
     try:

@@ -1,5 +1,6 @@
-"""The progress bar of a run over many decays: tqdm on stderr, shown only once the run has
-taken about a second, and only to a person (stdout a terminal, no --quiet)."""
+"""The progress bar of a long run (over many decays, or a repair's batches): tqdm on stderr,
+shown only once the run has taken about a second, and only to a person (stdout a terminal, no
+--quiet)."""
 from __future__ import annotations
 
 import contextlib
@@ -10,14 +11,16 @@ SHOW_AFTER = 1.0  # seconds: a quick run prints no bar at all
 
 
 @contextlib.contextmanager
-def bar(total: int, enabled: bool) -> Iterator[Optional[Callable[[int], Any]]]:
-    """Yields the bar's ``update`` (call it with the decays finished), or None if disabled."""
+def bar(total: Optional[int], enabled: bool,
+        unit: str = "decay") -> Iterator[Optional[Callable[[int], Any]]]:
+    """Yields the bar's ``update`` (call it with the units finished), or None if disabled.
+    ``total`` None: unknown (a count, no percentage)."""
     if not enabled:
         yield None
         return
     from tqdm import tqdm  # only when a bar may be shown: it is not free to import
 
-    with tqdm(total=total, unit="decay", delay=SHOW_AFTER, leave=False, file=sys.stderr,
+    with tqdm(total=total, unit=unit, delay=SHOW_AFTER, leave=False, file=sys.stderr,
               dynamic_ncols=True) as progress:
         yield progress.update
 

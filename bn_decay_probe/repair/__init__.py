@@ -1,0 +1,21 @@
+"""Repair: recompute batch-norm moving statistics from data with every weight frozen (precise BN).
+
+:func:`recalibrate` works on a live TF1-style graph and session and assigns the new values in
+place; :func:`recalibrate_checkpoint` reads a checkpoint and its .meta and writes a repaired copy.
+Both run every batch-norm layer in training mode, pool each layer's batch statistics over every
+value of every batch (float64, Chan's pairwise merge) and write the population mean and the
+population variance (divide by the number of values, as fvcore's precise BN does; the fused
+kernel's n/(n-1) is not applied: docs/repair.md says why). Importing this package does not import
+TensorFlow.
+
+Modules: ``data`` (files and batches), ``discover`` / ``graphwalk`` / ``plan`` (reading the graph:
+layers, input, switch, outputs), ``pooled`` (the statistics, numpy only), ``runner`` (the session
+runs), ``checkpoint`` (paths, .meta import, the repaired copy), ``result`` and ``render`` (the
+report).
+"""
+from .api import DEFAULT_GAP_BATCHES, recalibrate, recalibrate_checkpoint
+from .render import render_repair
+from .result import LayerRepair, OutputGap, RepairResult
+
+__all__ = ["recalibrate", "recalibrate_checkpoint", "RepairResult", "LayerRepair", "OutputGap",
+           "render_repair", "DEFAULT_GAP_BATCHES"]

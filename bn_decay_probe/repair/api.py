@@ -1,0 +1,214 @@
+"""The two entry points: :func:`recalibrate` on a live graph and session, and
+:func:`recalibrate_checkpoint` on a checkpoint with its .meta, writing a repaired copy."""
+from __future__ import annotations
+
+import itertools
+import numbers
+import os
+import time
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import __version__, progress as progress_bar
+from ..errors import ProbeConfigError
+from . import checkpoint as files
+from .data import DataFile, input_batches, open_data
+from .plan import AUTO, Plan, make_plan
+from .result import (REPAIRED, SKIPPED, LayerRepair, OutputGap, RepairResult,
+                     frozen_or_none)
+from .runner import Measured, run
+
+# Batches kept to measure the inference/training gap on (run as one batch): each costs three
+# more passes (inference before and after, training), so one keeps the repair close to the cost
+# of its training-mode passes; more rows give a steadier number on small batches.
+DEFAULT_GAP_BATCHES = 1
+_FLAGS = ("inputs", "training", "outputs")
+
+
+def recalibrate(session: Any, batches: Iterable[Any], inputs: Any, training: Any = None,
+                layers: Optional[Sequence[str]] = None, outputs: Any = None,
+                gap_batches: int = DEFAULT_GAP_BATCHES, progress: bool = False) -> RepairResult:
+    """Recalibrates the moving statistics of the batch-norm layers of ``session``'s graph from
+    ``batches``, assigning the new values to the variables in the session.
+
+    ``batches``: any iterable of arrays (a list, a generator, a tf.data numpy iterator), read one
+    at a time; with several input tensors, each item is a tuple of arrays. ``inputs``: the input
+    tensor(s) (tensors or names). ``training``: the boolean training switch(es); None finds the
+    one boolean placeholder the layers' conds depend on (such as Keras's learning phase).
+    ``layers``: names of the layers to recalibrate (default all). ``outputs``: the tensors on
+    which the inference/training gap is measured on the first ``gap_batches`` batches; None
+    finds the model's outputs, ``()`` measures none.
+
+    Every layer is run in training mode, so each normalizes with its batch statistics; each
+    layer's population mean and variance over every value of every batch are pooled in float64
+    and written (population variance, divide by the count; see docs/repair.md). No update op
+    runs and no other variable changes.
+    """
+    _check_options(gap_batches)
+    if not hasattr(session, "run") or getattr(session, "graph", None) is None:
+        raise ProbeConfigError("session must be a tf.compat.v1.Session, got %r" % (session,))
+    if inputs is None:
+        raise ProbeConfigError("inputs: give the input tensor(s) the batches feed")
+    from .. import backend
+    from .graphwalk import Walker
+
+    started = time.perf_counter()
+    with backend.quiet() as tf1:
+        walker = Walker()
+        plan = make_plan(tf1, session.graph, walker, inputs=inputs,
+                         training=AUTO if training is None else training, layers=layers,
+                         outputs=AUTO if outputs is None else outputs, flags=_FLAGS)
+        measured = _measure(tf1, session, walker, plan,
+                            input_batches(batches, len(plan.inputs)), gap_batches, None,
+                            progress)
+    return _result("session", None, None, plan, measured, [], time.perf_counter() - started)
+
+
+def recalibrate_checkpoint(checkpoint: Any, batches: Any, out: Any, inputs: Any = None,
+                           training: Any = None, layers: Optional[Sequence[str]] = None,
+                           outputs: Any = None, batch_size: Optional[int] = None,
+                           max_batches: Optional[int] = None,
+                           gap_batches: int = DEFAULT_GAP_BATCHES, overwrite: bool = False,
+                           progress: bool = False,
+                           flags: Sequence[str] = _FLAGS) -> RepairResult:
+    """Recalibrates the batch-norm statistics of ``checkpoint`` (a prefix with .index, data and
+    .meta) and writes the repaired copy at the prefix ``out``; the input is never written.
+
+    ``batches``: a data file (``FILE.npy``, split into batches of ``batch_size`` rows; ``FILE.npz``,
+    one batch per array; ``FILE.npz:NAME``, that array split; or an opened
+    :class:`~bn_decay_probe.repair.data.DataFile`) or any iterable of arrays.
+    ``inputs`` / ``training`` / ``outputs``: tensor names; None finds them in the graph (one
+    float placeholder; one boolean switch) and fails listing the candidates when there are
+    several. ``max_batches``: stop after that many. Every tensor of the copy but the repaired
+    moving statistics is bit-identical to the input's; the copy also holds a string tensor
+    ``bn_decay_probe/repair`` saying what was recalibrated. See :func:`recalibrate`.
+    """
+    _check_options(gap_batches)
+    prefix = files.input_prefix(checkpoint)
+    out = files.output_prefix(out, prefix, overwrite)
+    from .data import check_batch_size
+
+    batch_size = check_batch_size(batch_size, "batch_size")
+    max_batches = check_batch_size(max_batches, "max_batches")
+    data = open_data(batches) if isinstance(batches, (str, os.PathLike)) else \
+        batches if isinstance(batches, DataFile) else None
+    from .. import backend
+    from .graphwalk import Walker
+
+    started = time.perf_counter()
+    with backend.quiet() as tf1:
+        graph, saver = files.import_graph(tf1, prefix)
+        if files.partitioned(graph):
+            raise ProbeConfigError("checkpoint %s saves partitioned variables (slices), which "
+                                   "the repair cannot copy key for key" % prefix)
+        with tf1.Session(graph=graph) as session:
+            files.restore(tf1, session, saver, graph, prefix)
+            walker = Walker()
+            plan = make_plan(tf1, graph, walker,
+                             inputs=AUTO if inputs is None else inputs,
+                             training=AUTO if training is None else training, layers=layers,
+                             outputs=AUTO if outputs is None else outputs, flags=flags)
+            notes: List[str] = []
+            if data is not None:
+                stream, total = _file_batches(data, plan, batch_size, max_batches, notes,
+                                              flags[0])
+            else:
+                stream = input_batches(batches if max_batches is None else
+                                       itertools.islice(batches, max_batches),
+                                       len(plan.inputs))
+                total = None
+            measured = _measure(tf1, session, walker, plan, stream, gap_batches, total,
+                                progress)
+        keys = files.variable_keys(graph)
+        replacements = {}
+        for layer in plan.active:
+            mean, variance = measured.written[layer.name]
+            for variable, value in ((layer.mean_variable, mean),
+                                    (layer.variance_variable, variance)):
+                key = keys.get(variable.op.name, variable.op.name)
+                replacements[key] = value.reshape(variable.shape.as_list())
+        marker = {"bn_decay_probe": __version__, "layers": [l.name for l in plan.active],
+                  "batches": measured.batches, "rows": measured.rows,
+                  "variance": "population"}
+        files.write_copy(tf1, prefix, out, replacements, marker, overwrite)
+    return _result("checkpoint", prefix, out, plan, measured, notes,
+                   time.perf_counter() - started)
+
+
+def _check_options(gap_batches: Any) -> None:
+    if isinstance(gap_batches, (bool, np.bool_)) or not isinstance(gap_batches, numbers.Integral) \
+            or gap_batches < 0:
+        raise ProbeConfigError("gap_batches must be a whole number >= 0 (0: no gap measured), "
+                               "got %r" % (gap_batches,))
+
+
+def _file_batches(data: DataFile, plan: Plan, batch_size: Optional[int],
+                  max_batches: Optional[int], notes: List[str],
+                  input_flag: str) -> Tuple[Iterator[Tuple[Any, ...]], int]:
+    """The file's batches for the one input; an input with a fixed batch dimension takes
+    batches of exactly that many rows (the remainder is left out, and said so)."""
+    if len(plan.inputs) != 1:
+        raise ProbeConfigError("a data file feeds one input; the graph takes %d (%s): name one "
+                               "with %s" % (len(plan.inputs),
+                                            ", ".join(t.name for t in plan.inputs), input_flag))
+    tensor = plan.inputs[0]
+    fixed = None if tensor.shape.ndims is None else tensor.shape.as_list()[0]
+    if fixed is not None:
+        if batch_size is not None and batch_size != fixed:
+            raise ProbeConfigError("batch size %d: the input %s takes batches of exactly %d rows"
+                                   % (batch_size, tensor.name, fixed))
+        batch_size = fixed
+    total = data.batch_count(batch_size, max_batches)
+
+    def batches() -> Iterator[Tuple[Any, ...]]:
+        left_out = 0
+        for batch in data.batches(batch_size, max_batches):
+            if fixed is not None and batch.shape[0] != fixed and data.split_arrays:
+                left_out += batch.shape[0]
+                continue
+            yield (batch,)
+        if left_out:
+            notes.append("%d row(s) at the end of the data left out: the input %s takes batches "
+                         "of exactly %d rows" % (left_out, tensor.name, fixed))
+
+    return batches(), total
+
+
+def _measure(tf1: Any, session: Any, walker: Any, plan: Plan, stream: Iterable[Any],
+             gap_batches: int, total: Optional[int], show: bool) -> Measured:
+    with progress_bar.bar(total, show, unit="batch") as update:
+        return run(tf1, session, walker, plan, stream, gap_batches, update)
+
+
+def _result(source: str, checkpoint: Optional[str], out: Optional[str], plan: Plan,
+            measured: Measured, notes: List[str], seconds: float) -> RepairResult:
+    layers = []
+    for layer in plan.layers:
+        mean, variance = measured.before[layer.name]
+        pooled = measured.pooled.get(layer.name)
+        layers.append(LayerRepair(
+            layer.name, layer.channels, REPAIRED if pooled is not None else SKIPPED,
+            layer.skipped, pooled.batches if pooled else 0, pooled.count if pooled else 0,
+            tuple(s.producer for s in layer.statistics),
+            any(s.bessel for s in layer.statistics), frozen_or_none(mean),
+            frozen_or_none(variance), frozen_or_none(pooled.mean if pooled else None),
+            frozen_or_none(pooled.variance if pooled else None)))
+    gaps = tuple(_gap(name, sums) for name, sums in measured.gaps.items())
+    all_notes = list(plan.notes) + notes
+    if plan.switches and plan.outputs and not gaps:
+        all_notes.append("gap_batches is 0: the inference/training gap was not measured")
+    return RepairResult(source, checkpoint, out, tuple(t.name for t in plan.inputs),
+                        tuple(t.name for t in plan.switches), measured.batches, measured.rows,
+                        tuple(layers), gaps, tuple(all_notes), round(seconds, 3))
+
+
+def _gap(name: str, sums: Any) -> OutputGap:
+    count = max(sums.values, 1)
+    scale = np.sqrt(sums.square_train / count)
+    before = float(np.sqrt(sums.square_before / count))
+    after = float(np.sqrt(sums.square_after / count))
+    relative = (lambda value: value / scale if scale > 0 else (0.0 if value == 0 else np.inf))
+    return OutputGap(name, sums.batches, sums.rows, sums.runs == 1, sums.values, before, after,
+                     float(relative(before)), float(relative(after)), sums.max_before,
+                     sums.max_after)

@@ -1,0 +1,62 @@
+"""The text report of a repair: the verdict, a row per layer, the gap per output, the notes."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import numpy as np
+
+from .result import RepairResult
+
+
+def _num(value: float) -> str:
+    return "%.4g" % value
+
+
+def _range(values: Optional[np.ndarray]) -> str:
+    if values is None or not np.size(values):
+        return "-"
+    return "[%s, %s]" % (_num(np.nanmin(values)), _num(np.nanmax(values)))
+
+
+def render_repair(result: RepairResult) -> str:
+    """Human-readable report (what ``bn-decay-probe repair`` prints)."""
+    r = result
+    head = ("checkpoint %s -> %s" % (r.checkpoint, r.out) if r.source == "checkpoint"
+            else "session graph") + " | input %s | switch %s | %d batch(es), %d row(s)" % (
+        ", ".join(r.inputs), ", ".join(r.switches) or "none (training mode only)", r.batches,
+        r.rows)
+    header = ["layer", "ch", "values/ch", "moving_mean before -> after",
+              "moving_variance before -> after"]
+    rows = []
+    for layer in r.layers:
+        if layer.repaired:
+            rows.append([layer.name, str(layer.channels), str(layer.values),
+                         "%s -> %s" % (_range(layer.mean_before), _range(layer.mean_after)),
+                         "%s -> %s" % (_range(layer.variance_before),
+                                       _range(layer.variance_after))])
+        else:
+            rows.append([layer.name, str(layer.channels), "-",
+                         "%s (left as it was)" % _range(layer.mean_before),
+                         "%s (left as it was)" % _range(layer.variance_before)])
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    table = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+             for row in [header, *rows]]
+    lines: List[str] = [head, r.verdict, ""] + table
+    skipped = r.skipped
+    if skipped:
+        lines.append("")
+        lines += ["%s left as it was: %s" % (layer.name, layer.reason) for layer in skipped]
+    if r.gaps:
+        first = r.gaps[0]
+        lines += ["", "inference-mode minus training-mode output on the first %d batch(es) "
+                  "(%d rows, run %s), RMS relative to the training-mode output's RMS (and "
+                  "largest |difference|):" % (first.batches, first.rows, "as one batch"
+                                              if first.together else "one by one")]
+        for gap in r.gaps:
+            lines.append("  %s: before %s, after %s (ratio %s); max %s -> %s" % (
+                gap.output, _num(gap.relative_before), _num(gap.relative_after),
+                _num(gap.ratio), _num(gap.max_before), _num(gap.max_after)))
+    lines += ["", "variance written: %s (every value of every batch pooled, divided by their "
+              "number)" % r.variance_convention]
+    lines += ["note: %s" % note for note in r.notes]
+    return "\n".join(lines)
