@@ -35,26 +35,37 @@ class BackendUnavailableError(ImportError):
     """TensorFlow is missing or is a version the probe does not support."""
 
 
+_QUIETED = "BN_DECAY_PROBE_QUIETED_TF"  # set with TF_CPP_MIN_LOG_LEVEL when this module set it
+
+
 def set_verbose(enabled: bool) -> None:
-    """With ``enabled``, TF's own warnings are no longer muted (the CLI's --verbose)."""
+    """With ``enabled``, TF's own warnings are no longer muted (the CLI's --verbose), and before
+    TensorFlow's import its C++ log level is unset again if this module (in this process or,
+    through the environment, a parent) set it."""
     global _verbose
     _verbose = enabled
+    if enabled and "tensorflow" not in sys.modules and os.environ.pop(_QUIETED, None):
+        os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
 
 
 def silence_native_logs() -> None:
     """Hides TF's C++ log lines (e.g. 'failed call to cuInit' without a GPU).
 
     TF reads TF_CPP_MIN_LOG_LEVEL once, at its first log line, so this only works before
-    TensorFlow is imported; a value the user set is kept.
+    TensorFlow is imported; a value the user set is kept. The variable stays in the process's
+    environment (child processes inherit it, marked as set by bn_decay_probe).
     """
-    if "tensorflow" not in sys.modules:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" not in sys.modules and "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        os.environ[_QUIETED] = "1"
 
 
 def tensorflow() -> Any:
     """Imports TensorFlow once, hiding its import-time Python warnings."""
     global _tf
     if _tf is None:
+        if not _verbose:
+            silence_native_logs()  # a library user's first probe prints no C++ log lines
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)

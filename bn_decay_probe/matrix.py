@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import theory
+from . import explain, theory
 from .config import (APIS, UPDATES, ProbeConfig, check_decay, check_device, check_seed,
                      check_shape, check_tol)
 from .errors import ProbeConfigError
@@ -120,7 +120,8 @@ def measure_row(api: str, fused: bool, updates: str, share: bool, trainable: boo
         predicted = theory.predicted_steps_to_converge(zero.inputs, decay, zero.fused,
                                                        zero.epsilon["train"], tol)
         budget = MAX_STEPS_FACTOR * (predicted or theory.settled_after(decay))
-        convergence[decay] = runner.converge(config(decay), tol, budget)
+        convergence[decay] = explain.with_reason(runner.converge(config(decay), tol, budget),
+                                                 **dict(zero.convergence_facts(), decay=decay))
     gap = float(zero.trajectory["gap"][-1])
     return MatrixRow(*key, RowMeasurement(
         zero.fused, zero.moving_statistics_updated,

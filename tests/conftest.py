@@ -14,6 +14,13 @@ SHAPES = ((1, 4, 4, 1), (2, 3, 5, 3))
 EPSILON = 1e-3
 
 
+def flat(text):
+    """``text`` with each run of whitespace as one space: reports wrap long lines to the
+    terminal's width (100 columns in a pipe), and what a test reads in them must not depend on
+    where the lines break."""
+    return " ".join(text.split())
+
+
 def channel_inputs(shape, seed=7):
     """uniform(0, 255) scaled and shifted per channel, so every channel has its own mean and
     variance and a statistic taken across channels cannot pass for a per-channel one."""
