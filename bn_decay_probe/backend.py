@@ -39,7 +39,8 @@ _verbose = False
 _filter_native = False
 # absl's line format ("I0000 00:00:1796122801.738521   17149 port.cc:153] ..."), and the notice
 # it prints before its first line when TF has not initialized it (TF >= 2.16).
-_ABSL_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ")
+# Before absl's initialization the seconds field is the epoch time, as in that example.
+_ABSL_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:[\d.]+ +\d+ \S+:\d+\] ")
 _ABSL_NOTICE = ("WARNING: All log messages before absl::InitializeLog() is called are written "
                 "to STDERR")
 
@@ -114,6 +115,7 @@ def _native_lines_filtered() -> Iterator[None]:
                     kept.append(line)
             if kept:
                 sys.stderr.write("".join(kept))
+                sys.stderr.flush()  # before anything written to fd 2 directly comes after
 
 
 def tensorflow() -> Any:

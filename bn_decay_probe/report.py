@@ -72,8 +72,10 @@ def _wrap(line: str, width: int) -> List[str]:
                 break
         else:
             return lines
-    return textwrap.wrap(line, width, subsequent_indent=indent, break_long_words=False,
-                         break_on_hyphens=False) or [line]
+    glued = line.replace(" = ", "\0=\0")  # "n = 16" stays on one line
+    return [part.replace("\0", " ") for part in textwrap.wrap(
+        glued, width, subsequent_indent=indent, break_long_words=False,
+        break_on_hyphens=False)] or [line]
 
 
 def _fit(lines: Sequence[str], width: int) -> str:

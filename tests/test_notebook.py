@@ -5,11 +5,12 @@ and legends; no TensorFlow log line may reach the notebook (ipykernel shows the 
 file-descriptor output too)."""
 import json
 import os
-import re
 import sys
 
 import nbformat
 from nbclient import NotebookClient
+
+from conftest import TF_LOG_LINE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, "examples", "decay_probe.ipynb")
@@ -48,7 +49,7 @@ def test_the_example_notebook_runs_in_a_kernel_of_this_venv():
         assert title and xlabel in ("train step", "decay") and ylabel and legend
     assert ["decay 0", "decay 0.9", "decay 1", "closed form"] == panels[0][3]
     streams = "".join(o.text for o in outputs if o.output_type == "stream")
-    assert not re.search(r"^\S+ \S+: [IWEF] tensorflow/", streams, re.M), streams
+    assert not TF_LOG_LINE.search(streams), streams
     assert "decay 0: measured not within 20 step(s), predicted never (tol 0.01); never, " \
         "because the fused kernel feeds moving_variance n/(n-1) = 16/15" in streams
     assert outputs[-1].text.strip() == sys.executable

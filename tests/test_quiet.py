@@ -11,8 +11,7 @@ import pytest
 
 import bn_decay_probe
 from bn_decay_probe import ProbeConfigError, set_verbosity
-
-CPP_LOG_LINE = re.compile(r"^\S+ \S+: [IWEF] tensorflow/", re.M)  # "2026-... W tensorflow/..."
+from conftest import TF_LOG_LINE
 
 
 def clean_env():
@@ -39,7 +38,7 @@ def no_gpu():
 def test_first_probes_print_no_tensorflow_log_and_warn_once(no_gpu):
     out = python("import bn_decay_probe as b\nfor d in (0.1, 0.5, 0.9):\n    b.probe(d)\n"
                  "b.sweep([0.2, 0.3])")
-    assert not CPP_LOG_LINE.search(out.stderr), out.stderr
+    assert not TF_LOG_LINE.search(out.stderr), out.stderr
     assert out.stderr.count("DeviceFallbackWarning: no GPU visible to TensorFlow") == 1
     # The warning names the user's line, not the package's.
     assert re.search(r"^(<string>|-c):3: DeviceFallbackWarning", out.stderr, re.M), out.stderr
@@ -47,16 +46,16 @@ def test_first_probes_print_no_tensorflow_log_and_warn_once(no_gpu):
 
 def test_quiet_prints_nothing_and_verbose_lets_tensorflow_speak(no_gpu):
     quiet = python("import bn_decay_probe as b\nb.set_verbosity('quiet')\nb.probe(0.5)")
-    assert "DeviceFallbackWarning" not in quiet.stderr and not CPP_LOG_LINE.search(quiet.stderr)
+    assert "DeviceFallbackWarning" not in quiet.stderr and not TF_LOG_LINE.search(quiet.stderr)
     verbose = python("import bn_decay_probe as b\nb.set_verbosity('verbose')\nb.probe(0.5)")
-    assert CPP_LOG_LINE.search(verbose.stderr), verbose.stderr
+    assert TF_LOG_LINE.search(verbose.stderr), verbose.stderr
 
 
 def test_a_log_level_the_user_chose_is_kept(no_gpu):
     env = dict(clean_env(), TF_CPP_MIN_LOG_LEVEL="0")
     out = subprocess.run([sys.executable, "-c", "import bn_decay_probe as b; b.probe(0.5)"],
                          stderr=subprocess.PIPE, universal_newlines=True, env=env)
-    assert CPP_LOG_LINE.search(out.stderr), out.stderr
+    assert TF_LOG_LINE.search(out.stderr), out.stderr
 
 
 def test_set_verbosity_is_public_returns_the_previous_level_and_checks_its_argument():
