@@ -303,6 +303,15 @@ def assign_moving_average() -> Any:
     return moving_averages.assign_moving_average
 
 
+def object_graph_proto() -> Any:
+    """An empty TrackableObjectGraph message: the object graph an object-based checkpoint
+    (tf.train.Checkpoint, Keras save_weights) stores under _CHECKPOINTABLE_OBJECT_GRAPH."""
+    tensorflow()
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    return trackable_object_graph_pb2.TrackableObjectGraph()
+
+
 def visible_gpus() -> Tuple[str, ...]:
     gpus = tensorflow().config.experimental.list_physical_devices("GPU")
     return tuple(gpu.name for gpu in gpus)

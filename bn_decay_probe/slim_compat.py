@@ -3,12 +3,13 @@ TensorFlow and tf-keras releases removed or moved. Only backend.py calls :func:`
 when it loads a TensorFlow 2 backend; each name is set only when it is missing, to the object
 TensorFlow itself now uses for it, so nothing that exists is replaced.
 
-| name tf-slim uses | used by | gone since | restored as |
-|---|---|---|---|
-| ``tensorflow.python.framework.ops.Tensor`` | ``tf_slim.layers.utils.constant_value`` (every ``batch_norm``) | TF 2.15 | ``tensorflow.python.framework.tensor.Tensor`` |
-| ``tensorflow.python.ops.control_flow_ops.cond`` | ``tf_slim.layers.utils.smart_cond`` (``batch_norm`` with a tensor ``is_training``) | TF 2.14 | ``tensorflow.python.ops.cond.cond`` |
-| the module TF's ``tensorflow/python/layers/normalization.py`` lazily imports (``<keras>.legacy_tf_layers.normalization``) | ``batch_norm`` with ``updates_collections=UPDATE_OPS``, which hands over to tf.layers' class | Keras 2.13 moved it under ``keras.src``, tf-keras under ``tf_keras.src`` | an alias of the moved module |
+| name tf-slim uses | used by | restored as |
+|---|---|---|
+| ``tensorflow.python.framework.ops.Tensor`` | ``tf_slim.layers.utils.constant_value`` (every ``batch_norm``) | ``tensorflow.python.framework.tensor.Tensor`` |
+| ``tensorflow.python.ops.control_flow_ops.cond`` | ``tf_slim.layers.utils.smart_cond`` (``batch_norm`` with a tensor ``is_training``) | ``tensorflow.python.ops.cond.cond`` |
+| the module TF's ``tensorflow/python/layers/normalization.py`` lazily imports (``<keras>.legacy_tf_layers.normalization``) | ``batch_norm`` with ``updates_collections=UPDATE_OPS``, which hands over to tf.layers' class | an alias of the module Keras 2.13+ (``keras.src``) and tf-keras (``tf_keras.src``) moved it to |
 
+Which release lacks which name is measured by scripts/support-matrix (docs/backends.md).
 ``tests/test_slim_compat.py`` shows each one is needed (tf-slim fails without it) and used.
 """
 from __future__ import annotations

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Usage: python scripts/doc_layout.py
 
-The package's layout for docs/internals.md (make docs): each module of bn_decay_probe/ with the
-first sentence of its docstring, so the page says what the code says. Reads the files, imports
+The package's layout for docs/internals.md (make docs): each module of bn_decay_probe/ (and of
+its subpackages) with the first sentence of its docstring, so the page says what the code says. Reads the files, imports
 nothing."""
 import ast
 import os
@@ -22,14 +22,31 @@ def summary(path):
     return paragraph if end < 0 else paragraph[:end + 1]
 
 
+def modules(folder, depth):
+    """Each module (and subpackage, as name/ followed by its modules) of folder."""
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name.endswith(".py") and not (depth > 1 and name == "__init__.py"):
+            describe(name, summary(path), depth)
+        elif os.path.isfile(os.path.join(path, "__init__.py")):
+            describe(name + "/", summary(os.path.join(path, "__init__.py")), depth)
+            modules(path, depth + 1)
+
+
+def describe(name, text, depth):
+    lines = textwrap.wrap(text, WIDTH - INDENT) or [""]
+    label = "  " * depth + name
+    if len(label) > INDENT - 2:  # a long name: its description starts on the next line
+        print(label)
+        label = ""
+    print(("%-*s" % (INDENT, label) + lines[0]).rstrip())
+    for line in lines[1:]:
+        print(" " * INDENT + line)
+
+
 def main():
     print("%s/" % PACKAGE)
-    folder = os.path.join(ROOT, PACKAGE)
-    for name in sorted(n for n in os.listdir(folder) if n.endswith(".py")):
-        lines = textwrap.wrap(summary(os.path.join(folder, name)), WIDTH - INDENT) or [""]
-        print(("  %-20s  " % name + lines[0]).rstrip())
-        for line in lines[1:]:
-            print(" " * INDENT + line)
+    modules(os.path.join(ROOT, PACKAGE), 1)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """Shared fixtures. The numpy reference here is written out independently of
 ``bn_decay_probe.theory`` so that the tests do not check the package against itself."""
 import functools
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -124,3 +127,15 @@ def real_model(tmp_path_factory):
     import real_models
 
     return real_models.Cache(str(tmp_path_factory.mktemp("real_models")))
+
+
+def doctor_cli(*args):
+    """`bn-decay-probe doctor ...`, the installed console script, as users run it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = os.path.join(os.path.dirname(sys.executable), "bn-decay-probe")
+    # This checkout first on the path: the script of an editable install elsewhere would
+    # otherwise import that other copy of the package.
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run([script, "doctor", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, cwd=root,
+                          env=dict(os.environ, PYTHONPATH=path))

@@ -6,7 +6,7 @@ Models (nobody here wrote them; ``weights=None``, small inputs, random data):
 | model | code | batch-norm layers | decay as built |
 |---|---|---|---|
 | ``slim_resnet_v1_50`` | tf-slim ``nets.resnet_v1.resnet_v1_50`` | 53 | 0.997 (resnet_arg_scope) |
-| ``slim_inception_v3`` | tf-slim ``nets.inception_v3.inception_v3`` | 94 | 0.9997 |
+| ``slim_inception_v3`` | tf-slim ``nets.inception_v3.inception_v3`` | 96 | 0.9997 |
 | ``keras_mobilenet_v2`` | ``applications.MobileNetV2(alpha=0.35)`` | 52 | 0.999 |
 | ``keras_resnet50`` | ``applications.ResNet50`` | 53 | 0.99 |
 
@@ -35,6 +35,7 @@ Importing this module does not import TensorFlow.
 import copy
 import os
 import tempfile
+import types
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
@@ -50,8 +51,9 @@ CONVERGED_STEPS = 6  # 0.5**6 = 0.0156
 FEW_STEPS = 4
 BATCH = 4
 CLASSES = 4
-# name -> (input side, decay the model's code builds, number of batch-norm layers)
-SPECS = {"slim_resnet_v1_50": (32, 0.997, 53), "slim_inception_v3": (80, 0.9997, 94),
+# name -> (input side, decay the model's code builds, number of batch-norm layers); inception_v3's
+# auxiliary head (TF 1.15's contrib cannot leave it out) needs inputs of at least 139 pixels.
+SPECS = {"slim_resnet_v1_50": (32, 0.997, 53), "slim_inception_v3": (139, 0.9997, 96),
          "keras_mobilenet_v2": (32, 0.999, 52), "keras_resnet50": (32, 0.99, 53)}
 
 
@@ -119,38 +121,21 @@ def _slim() -> Tuple[object, object, object]:
     tf = backend.tensorflow()
     if backend.name() == "tf1":
         from tensorflow.contrib import slim
-        from tensorflow.contrib.slim import nets
+        from tensorflow.contrib.slim.python.slim.nets import inception_v3, resnet_v1
     else:
         import tf_slim as slim
-        from tf_slim import nets
-    return tf.compat.v1, slim, nets
-
-
-def _slim_update_collections(tf1: object) -> object:
-    """slim's default UPDATE_OPS; where TF 2.13 cannot build that path (tf-slim hands it to
-    tf.layers' class, which TF 2.13 imports from a module Keras 2.13 moved), the list
-    [UPDATE_OPS], which keeps slim's own update path and the same collection (see
-    tests/test_doctor.py contrib_update_ops)."""
-    from conftest import contrib_update_ops_unavailable
-
-    if contrib_update_ops_unavailable("contrib", "update_ops"):
-        return [tf1.GraphKeys.UPDATE_OPS]
-    return tf1.GraphKeys.UPDATE_OPS
+        from tf_slim.nets import inception_v3, resnet_v1
+    return tf.compat.v1, slim, types.SimpleNamespace(inception_v3=inception_v3,
+                                                     resnet_v1=resnet_v1)
 
 
 def _slim_net(tf1, slim, nets, model, images, decay, is_training, scope=None):
-    collections = _slim_update_collections(tf1)
     if model == "slim_resnet_v1_50":
         arg_scope = nets.resnet_v1.resnet_arg_scope(batch_norm_decay=decay)
         net = nets.resnet_v1.resnet_v1_50
     else:
         arg_scope = nets.inception_v3.inception_v3_arg_scope(batch_norm_decay=decay)
         net = nets.inception_v3.inception_v3
-    # The nets' arg scopes pass batch_norm's arguments as conv2d's normalizer_params.
-    for arguments in arg_scope.values():
-        if "normalizer_params" in arguments:
-            arguments["normalizer_params"] = dict(arguments["normalizer_params"],
-                                                  updates_collections=collections)
     with slim.arg_scope(arg_scope):
         logits, _ = net(images, num_classes=CLASSES, is_training=is_training, scope=scope)
     return tf1.reshape(logits, [-1, CLASSES])
@@ -202,15 +187,10 @@ def _moving_prefixes(tf1, graph) -> Tuple[str, ...]:
 # -------------------------------------------------------------------------------------- Keras
 
 def _keras():
-    """(tf.compat.v1, the Keras 2 package: tf.keras, or tf_keras next to Keras 3)."""
+    """(tf.compat.v1, Keras 2: tf.keras, or tf_keras where tf.keras is Keras 3)."""
     from bn_decay_probe import backend
 
-    tf = backend.tensorflow()
-    keras = tf.keras
-    if not hasattr(keras.layers.BatchNormalization, "updates") or \
-            getattr(keras, "__version__", "2").startswith("3"):
-        import tf_keras as keras
-    return tf.compat.v1, keras
+    return backend.tensorflow().compat.v1, backend.keras()
 
 
 def _keras_application(keras, model: str):

@@ -17,8 +17,9 @@ import pytest
 from bn_decay_probe import ProbeConfigError, backend, doctor
 from bn_decay_probe.doctor import (BAD_VARIANCE, KERAS_UPDATES_NOT_COLLECTED,
                                    MISSING_UPDATE_DEPENDENCY, NEVER_UPDATED, PARTLY_CONVERGED,
-                                   UNSHARED_BRANCHES, diagnose_checkpoint, diagnose_graph)
-from conftest import backend_name
+                                   TRAINED_IN_INFERENCE_MODE, UNSHARED_BRANCHES,
+                                   diagnose_checkpoint, diagnose_graph)
+from conftest import backend_name, doctor_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 X = np.random.RandomState(0).normal(2.0, 3.0, (8, 6, 6, 3)).astype(np.float32)
@@ -53,13 +54,16 @@ class Model:
     """A built (not yet run) graph: conv-BN-relu twice, global mean pool, dense head, Adam."""
 
     def __init__(self, api, decay=0.9, wiring="update_ops", test_branch=None,
-                 training_flag=False, count_steps=True, collection=None):
+                 training_flag=False, count_steps=True, collection=None, training_default=True,
+                 inference=False):
         """wiring: which ops the train op depends on -- "update_ops" (the UPDATE_OPS collection),
         "layer_updates" (the tf.keras layers' own updates), "collection" (the collection named
         ``collection``, which contrib then collects its updates in), "in_place" (contrib with
         updates_collections=None, no dependency) or "none". test_branch: None, "shared" or
         "unshared" (a second, is_training=False copy of the net built without common names).
-        count_steps=False leaves global_step out of minimize(), so it stays 0."""
+        count_steps=False leaves global_step out of minimize(), so it stays 0. training_flag:
+        the training argument is a placeholder_with_default(training_default) instead of True;
+        inference: the training argument is False (the train step runs inference mode)."""
         self.api, self.decay, self.collection = api, decay, collection
         with backend.quiet() as tf1:
             self.graph = tf1.Graph()
@@ -67,7 +71,8 @@ class Model:
                 tf1.set_random_seed(0)
                 x = tf1.constant(X)
                 self.keras_layers = self._keras_layers() if api == "keras" else None
-                training = tf1.placeholder_with_default(True, []) if training_flag else True
+                training = (tf1.placeholder_with_default(training_default, []) if training_flag
+                            else not inference)
                 out = self._net(tf1, x, training, wiring, shared=test_branch != "unshared")
                 if test_branch:
                     self._net(tf1, x, False, wiring, shared=test_branch == "shared")
@@ -190,18 +195,37 @@ def test_decay_too_close_to_one_is_partly_converged(contrib_ok):
     assert codes(diagnose_checkpoint(contrib_ok, decay=0.9, threshold=0.04)) == codes(d)
 
 
-def test_without_decay_convergence_is_not_checked(contrib_ok):
+def test_decay_is_read_from_the_meta_graph(contrib_ok):
+    # tf.train.Saver wrote model.ckpt-30.meta: each layer's decay 0.9 is a constant there.
     d = diagnose_checkpoint(contrib_ok)
-    assert d.clean
-    assert d.notes == ("decay unknown for 2 layer(s): give decay (--decay) to check "
-                       "PARTLY_CONVERGED",)
+    assert d.clean and d.status == "clean" and d.graph_source == contrib_ok + ".meta"
+    assert [(s.decay, s.decay_source) for s in d.layers] == [(pytest.approx(0.9), "graph")] * 2
+    assert d.steps.source == "global_step" and d.global_step == STEPS
+    assert codes(diagnose_checkpoint(contrib_ok, decay=0.99)) == {
+        ("block0/bn", PARTLY_CONVERGED), ("block1/bn", PARTLY_CONVERGED)}  # --decay overrides
+
+
+def test_without_meta_graph_convergence_is_not_checked(contrib_ok, tmp_path):
+    prefix = copy_checkpoint(contrib_ok, tmp_path)  # .index and .data only
+    d = diagnose_checkpoint(prefix)
+    assert not d.clean and d.findings == () and d.status == "incomplete"
+    assert d.not_checked == ("convergence (PARTLY_CONVERGED) of 2 layer(s): decay unknown (no "
+                             ".meta graph beside the checkpoint); give --decay D",)
+    assert [s.decay_source for s in d.layers] == ["unknown"] * 2
+    assert diagnose_checkpoint(prefix, decay=0.9).clean
 
 
 def test_global_step_never_counted_skips_convergence(tmp_path):
-    d = diagnose_checkpoint(Model("contrib", count_steps=False).save(tmp_path), decay=0.999)
-    assert d.clean and d.global_step == 0
-    assert d.notes == ("global_step is 0 although moving statistics moved (the optimizer did not "
-                       "count steps): PARTLY_CONVERGED not checked",)
+    prefix = Model("contrib", count_steps=False).save(tmp_path)
+    d = diagnose_checkpoint(prefix, decay=0.999)
+    assert d.status == "incomplete" and d.global_step == 0 and d.findings == ()
+    assert d.not_checked == ("convergence (PARTLY_CONVERGED) of 2 layer(s): the step counter "
+                             "global_step is 0 although statistics moved (the optimizer did not "
+                             "count steps); give --steps N",)
+    # --steps overrides: 0.999**30 = 0.97 > 0.05.
+    d = diagnose_checkpoint(prefix, decay=0.999, steps=STEPS)
+    assert d.steps.text() == "steps 30 (given)"
+    assert {code for _, code in codes(d)} == {PARTLY_CONVERGED}
 
 
 @pytest.mark.parametrize("api, copies", [
@@ -214,7 +238,7 @@ def test_unshared_test_branch(tmp_path, api, copies):
     d = diagnose_checkpoint(prefix, decay=0.9)
     assert codes(d) == {(copy, UNSHARED_BRANCHES) for copy in copies}
     for finding in d.findings:
-        assert "while %s, with the same base name" % copies[finding.layer] in finding.explanation
+        assert finding.detail == "trained copy: %s" % copies[finding.layer]
 
 
 def test_shared_tf_layers_branches_are_clean(tmp_path):
@@ -245,13 +269,20 @@ def test_bad_variance(tmp_path):
     assert codes(d) == {("block0/bn", BAD_VARIANCE), ("block1/bn", BAD_VARIANCE)}
     broken, zero = d.findings
     assert (broken.severity, zero.severity) == ("error", "warning")
-    assert broken.explanation.startswith("moving_variance has 1 negative, 1 zero, 1 NaN, 1 inf; "
-                                         "moving_mean has 1 NaN, 1 inf of 4 channels")
-    assert zero.explanation.startswith("moving_variance has 2 zero of 6 channels")
+    assert broken.detail == ("moving_variance has 1 negative, 1 zero, 1 NaN, 1 inf; "
+                             "moving_mean has 1 NaN, 1 inf of 4 channels")
+    assert "such values come from training in inference mode" in broken.fix
+    assert zero.detail == "moving_variance has 2 zero of 6 channels"
     layer = d.to_dict()["layers"][0]
-    assert layer["variance_range"] == [-0.5, "Infinity"]  # NaN ignored; inf kept, JSON-safe
-    assert layer["mean_range"] == ["-Infinity", pytest.approx(0.2)]
+    # Ranges over the finite values; NaN and infinities counted, JSON-safe.
+    assert layer["moving_variance"] == {"min": -0.5, "max": 0.0, "nan": 1, "inf": 1, "-inf": 0}
+    assert layer["moving_mean"] == {"min": pytest.approx(0.1), "max": pytest.approx(0.2),
+                                    "nan": 1, "inf": 0, "-inf": 1}
+    assert d.layers[0].variance.text() == "[-0.5, 0] 1 NaN 1 inf"
+    assert d.layers[0].mean.text() == "[0.1, 0.2] 1 NaN 1 -inf"
     json.dumps(d.to_dict(), allow_nan=False)
+    text = doctor.render_diagnosis(d, verbose=True)
+    assert "[-0.5, 0] 1 NaN 1 inf" in text and "[0.1, 0.2] 1 NaN 1 -inf" in text
 
 
 @pytest.mark.parametrize("decay, steps", [(0.8, 7), (0.999, 1)])
@@ -302,10 +333,13 @@ def test_keras_save_weights_checkpoint(tmp_path):
             model.save_weights(str(tmp_path / "weights"))
     # The key Keras gives the BN layer: Keras 2.x's Sequential names the layers that have
     # weights "layer_with_weights-N" in its object graph, TF 1.15's tf.keras "layer-N" (measured).
-    layer = "layer_with_weights-1" if backend_name() == "tf2" else "layer-1"
+    key = "layer_with_weights-1" if backend_name() == "tf2" else "layer-1"
     d = diagnose_checkpoint(str(tmp_path / "weights"), decay=0.99)
-    assert codes(d) == {(layer, NEVER_UPDATED)}
-    assert d.global_step is None
+    # The layer is named by its variables' own name, which the object graph keeps (a
+    # Sequential called on a tensor scopes them under its own name, measured).
+    assert codes(d) == {("sequential/batch_normalization", NEVER_UPDATED)}
+    assert d.layers[0].checkpoint_name == key
+    assert d.global_step is None and d.steps.text() == "steps unknown"
 
 
 # ------------------------------------------------------------------------------------- bad input
@@ -414,20 +448,24 @@ def test_train_op_without_update_ops(api):
     d = diagnose_graph(model.graph, model.train_op)
     assert codes(d) == {("block0/bn", MISSING_UPDATE_DEPENDENCY),
                         ("block1/bn", MISSING_UPDATE_DEPENDENCY)}
-    assert d.findings[0].explanation.startswith(
-        "update ops %s are neither in place" % ", ".join(update_op_names("block0/bn")))
+    assert d.findings[0].detail == "update ops: " + ", ".join(update_op_names("block0/bn"))
     assert {s.kind for s in d.layers} == {"contrib" if api == "contrib" else "tf.layers"}
 
 
 def test_train_op_under_update_ops_is_clean():
     model = built("contrib")
     d = diagnose_graph(model.graph, model.train_op)
-    assert d.clean
+    assert d.findings == ()
+    # Without a session the values are not checked: incomplete, never "clean".
+    assert d.status == "incomplete" and not d.clean
+    assert d.not_checked == ("the values (no session given): NEVER_UPDATED, UNSHARED_BRANCHES, "
+                             "BAD_VARIANCE, TRAINED_IN_INFERENCE_MODE, PARTLY_CONVERGED; give a "
+                             "session whose variables hold the trained values",)
     # Clean because the update ops run, not because none was found.
     assert [s.update_ops for s in d.layers] == [update_op_names("block0/bn"),
                                                 update_op_names("block1/bn")]
     # As session.run takes it; under TF 2.x global_step is a resource variable.
-    assert diagnose_graph(model.graph, [model.train_op, model.step]).clean
+    assert diagnose_graph(model.graph, [model.train_op, model.step]).findings == ()
     assert codes(diagnose_graph(model.graph, model.step)) == {
         ("block0/bn", MISSING_UPDATE_DEPENDENCY), ("block1/bn", MISSING_UPDATE_DEPENDENCY)}
 
@@ -435,35 +473,50 @@ def test_train_op_under_update_ops_is_clean():
 def test_updates_in_place_need_no_dependency():
     model = built("contrib", wiring="in_place")
     d = diagnose_graph(model.graph, model.train_op)
-    assert d.clean and d.layers[0].update_ops == update_op_names("block0/bn")
-    assert diagnose_graph(model.graph).clean  # not in UPDATE_OPS, but in place
+    assert d.findings == () and d.layers[0].update_ops == update_op_names("block0/bn")
+    assert diagnose_graph(model.graph).findings == ()  # not in UPDATE_OPS, but in place
     # Even a train op that does not run the layers' output cannot miss them: in place, they run
     # whenever the output does.
-    assert diagnose_graph(model.graph, model.step).clean
+    assert diagnose_graph(model.graph, model.step).findings == ()
 
 
 def test_updates_in_another_collection():
     # contrib's own update path on both backends (tf_slim and TF 1.15's contrib hand only
     # `updates_collections is UPDATE_OPS` to the tf.layers class).
     ran = Model("contrib", wiring="collection", collection="bn_updates")
-    assert diagnose_graph(ran.graph, ran.train_op).clean
+    assert diagnose_graph(ran.graph, ran.train_op).findings == ()
     assert ran.graph.get_collection("bn_updates") != []
     # Without a train op only UPDATE_OPS is trusted; and a train op that forgets the collection.
+    # Without a train op, the graph's own train step (it runs the collection).
+    assert diagnose_graph(ran.graph).findings == ()
     forgot = Model("contrib", wiring="none", collection="bn_updates")
-    for d in (diagnose_graph(ran.graph), diagnose_graph(forgot.graph, forgot.train_op)):
+    for d in (diagnose_graph(forgot.graph), diagnose_graph(forgot.graph, forgot.train_op)):
         assert codes(d) == {("block0/bn", MISSING_UPDATE_DEPENDENCY),
                             ("block1/bn", MISSING_UPDATE_DEPENDENCY)}
-    assert "nor in UPDATE_OPS, so" in diagnose_graph(ran.graph).findings[0].explanation
 
 
-def test_without_train_op_update_ops_collection_is_trusted():
+def test_without_train_op_the_graphs_train_step_is_taken():
     model = Model("contrib", wiring="none")
     with backend.quiet() as tf1:
         model.graph.add_to_collection(tf1.GraphKeys.UPDATE_OPS, "no op")  # ignored, not fatal
+    # The graph's one op that applies gradients and that nothing runs: minimize()'s "Adam".
     d = diagnose_graph(model.graph)
-    assert d.clean and d.layers[0].update_ops == update_op_names("block0/bn")
-    assert d.notes[0] == ("no train_op given: update ops in UPDATE_OPS are assumed to run at "
-                          "every train step")
+    assert d.notes[0] == "no train_op given: taken as the train step: Adam"
+    assert codes(d) == {("block0/bn", MISSING_UPDATE_DEPENDENCY),
+                        ("block1/bn", MISSING_UPDATE_DEPENDENCY)}
+    assert "nor run by the graph's train step" in d.findings[0].explanation
+
+
+def test_without_any_train_step_update_ops_collection_is_trusted():
+    with backend.quiet() as tf1:
+        graph = tf1.Graph()
+        with graph.as_default():
+            backend.batch_norm()(tf1.constant(X), is_training=True,
+                                 updates_collections=tf1.GraphKeys.UPDATE_OPS)
+    d = diagnose_graph(graph)
+    assert d.findings == () and d.layers[0].update_ops == update_op_names("BatchNorm")
+    assert d.notes[0] == ("no train_op given: taken as the train step: the ops in UPDATE_OPS "
+                          "(the graph has no op that applies gradients)")
 
 
 def test_keras_updates_not_collected():
@@ -479,7 +532,7 @@ def test_keras_updates_not_collected():
 
 def test_keras_updates_run_by_the_train_op_are_clean():
     model = built("keras", wiring="layer_updates")
-    assert diagnose_graph(model.graph, model.train_op).clean
+    assert diagnose_graph(model.graph, model.train_op).findings == ()
 
 
 def test_keras_updates_collected_but_not_run():
@@ -488,10 +541,10 @@ def test_keras_updates_collected_but_not_run():
         for _, bn in model.keras_layers:
             for update in bn.updates:
                 tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, update)
-    assert diagnose_graph(model.graph).clean  # collected: assumed to run
-    assert codes(diagnose_graph(model.graph, model.train_op)) == {
-        ("batch_normalization", MISSING_UPDATE_DEPENDENCY),
-        ("batch_normalization_1", MISSING_UPDATE_DEPENDENCY)}
+    expected = {("batch_normalization", MISSING_UPDATE_DEPENDENCY),
+                ("batch_normalization_1", MISSING_UPDATE_DEPENDENCY)}
+    assert codes(diagnose_graph(model.graph, model.train_op)) == expected
+    assert codes(diagnose_graph(model.graph)) == expected  # the graph's train step: the same
 
 
 def test_session_adds_value_findings_with_the_graphs_decay():
@@ -520,7 +573,8 @@ def test_decay_behind_a_training_flag_is_read(api):
     model = built(api, decay=0.97, training_flag=True)
     d = diagnose_graph(model.graph, model.train_op)
     assert [s.decay for s in d.layers] == [pytest.approx(0.97)] * 2
-    assert d.clean and d.layers[1].update_ops == flagged_update_op_names(api, "block1/bn")
+    assert d.findings == ()
+    assert d.layers[1].update_ops == flagged_update_op_names(api, "block1/bn")
 
 
 @pytest.mark.parametrize("api", ["contrib", "layers"])
@@ -529,19 +583,79 @@ def test_update_ops_behind_a_training_flag_not_run(api):
     d = diagnose_graph(model.graph, model.train_op)
     assert codes(d) == {("block0/bn", MISSING_UPDATE_DEPENDENCY),
                         ("block1/bn", MISSING_UPDATE_DEPENDENCY)}
-    assert d.findings[0].explanation.startswith("update ops %s are neither in place" % ", ".join(
-        flagged_update_op_names(api, "block0/bn")))
+    assert d.findings[0].detail == "update ops: " + ", ".join(
+        flagged_update_op_names(api, "block0/bn"))
     assert [s.decay for s in d.layers] == [pytest.approx(0.97)] * 2
-    assert diagnose_graph(model.graph).clean  # collected in UPDATE_OPS: assumed to run
+    # The graph's own train step (minimize()'s op) does not run them either.
+    assert codes(diagnose_graph(model.graph)) == codes(d)
 
 
 def test_updates_in_place_behind_a_training_flag():
     model = built("contrib", decay=0.97, training_flag=True, wiring="in_place")
     d = diagnose_graph(model.graph, model.step)  # a train op that does not run them
-    assert d.clean
+    assert d.findings == ()
     assert [s.update_ops for s in d.layers] == [
         flagged_update_op_names("contrib", "block%d/bn" % i, in_place=True) for i in (0, 1)]
     assert [s.decay for s in d.layers] == [pytest.approx(0.97)] * 2
+
+
+@pytest.mark.parametrize("api", ["contrib", "layers"])
+def test_training_switch_left_at_default_false(api):
+    # The updates run, but behind a cond on a placeholder_with_default(False) never fed: decay 1.
+    model = Model(api, decay=0.97, training_flag=True, training_default=False)
+    with model.session(steps=3) as session:
+        d = diagnose_graph(model.graph, model.train_op, session=session)
+    assert codes(d) == {("block0/bn", TRAINED_IN_INFERENCE_MODE),
+                        ("block1/bn", TRAINED_IN_INFERENCE_MODE)}
+    assert "kept its default False" in d.findings[0].explanation
+    assert d.layers[0].mode.startswith("switched by PlaceholderWithDefault")
+    # Fed True it trains (0.97**3 = 0.91: not converged, but moved).
+    with backend.quiet() as tf1:
+        switch = model.graph.get_tensor_by_name("PlaceholderWithDefault:0")
+        with tf1.Session(graph=model.graph) as session:
+            session.run(model.init)
+            for _ in range(3):
+                session.run(model.train_op, {switch: True})
+            d = diagnose_graph(model.graph, model.train_op, session=session)
+    assert {code for _, code in codes(d)} == {PARTLY_CONVERGED}
+
+
+@pytest.mark.parametrize("api", ["contrib", "layers", "keras"])
+def test_inference_mode_in_the_train_step(api, tmp_path):
+    # is_training=False / training=False: no update op; the train step normalizes with (0, 1).
+    model = Model(api, inference=True, wiring="layer_updates" if api == "keras" else "update_ops")
+    with model.session(steps=3) as session:
+        d = diagnose_graph(model.graph, model.train_op, session=session)
+    names = ["batch_normalization", "batch_normalization_1"] if api == "keras" else \
+        ["block0/bn", "block1/bn"]
+    assert codes(d) == {(name, TRAINED_IN_INFERENCE_MODE) for name in names}
+    assert [s.mode for s in d.layers] == ["inference"] * 2
+    fix = {"contrib": "build the training net with is_training=True",
+           "layers": "call tf.layers.batch_normalization with training=True",
+           "keras": "call the layer or model with training=True"}[api]
+    assert d.findings[0].fix.startswith(fix)
+    # The checkpoint with its .meta graph tells the same.
+    prefix = model.save(tmp_path, steps=3)
+    assert codes(diagnose_checkpoint(prefix)) == codes(d)
+
+
+def test_slim_create_train_op_fills_train_op_collection():
+    with backend.quiet() as tf1:
+        graph = tf1.Graph()
+        with graph.as_default():
+            y = backend.batch_norm()(tf1.constant(X), is_training=True,
+                                     updates_collections=tf1.GraphKeys.UPDATE_OPS)
+            loss = tf1.reduce_mean(tf1.square(y - 1.0))
+            learning = (backend.tensorflow().contrib.slim.learning if backend_name() == "tf1"
+                        else __import__("tf_slim").learning)
+            # Runs UPDATE_OPS itself and returns the loss under its dependencies; it and the
+            # optimizer's apply op (apply_gradients adds it) are in TRAIN_OP (measured).
+            train_op = learning.create_train_op(loss, tf1.train.GradientDescentOptimizer(0.1))
+            assert [t.name for t in tf1.get_collection(tf1.GraphKeys.TRAIN_OP)] == [
+                "GradientDescent", train_op.name]
+    d = diagnose_graph(graph)
+    assert d.findings == () and d.notes[0] == ("no train_op given: taken as the train step: "
+                                               "GradientDescent, %s" % train_op.op.name)
 
 
 def imported(model):
@@ -569,11 +683,11 @@ def test_imported_graph_behind_a_training_flag(api, wiring):
     assert [s.decay for s in d.layers] == [pytest.approx(0.97)] * 2
     assert {s.kind for s in d.layers} == {"contrib" if api == "contrib" else "tf.layers"}
     if wiring == "in_place":
-        assert d.clean
+        assert d.findings == ()
     else:
         assert codes(d) == {("block0/bn", MISSING_UPDATE_DEPENDENCY),
                             ("block1/bn", MISSING_UPDATE_DEPENDENCY)}
-        assert diagnose_graph(graph).clean  # collected in UPDATE_OPS
+        assert codes(diagnose_graph(graph)) == codes(d)  # the graph's train step: the same
 
 
 def test_imported_keras_graph():
@@ -588,10 +702,11 @@ def test_imported_keras_graph():
 def test_bad_graph_arguments():
     model, other = built("contrib"), built("layers")
     with backend.quiet() as tf1:
-        cases = [((object(),), r"^graph must be a tf.Graph, got <object object"),
+        cases = [((object(),), r"^graph must be a tf.Graph or a Keras model, got <object object"),
                  ((model.graph, other.train_op), r"^train_op Adam belongs to another graph"),
                  ((model.graph, "train"), r"^train_op must be a tf.Operation, tf.Tensor, "
-                                          r"tf.Variable or a list of them, got 'train'$"),
+                                          r"tf.Variable, a Keras train function or a list "
+                                          r"of them, got 'train'$"),
                  ((model.graph, None, tf1.Session(graph=other.graph)),
                   r"^session must be a tf.compat.v1.Session on graph")]
         for args, pattern in cases:
@@ -605,38 +720,51 @@ def test_bad_graph_arguments():
 
 # ----------------------------------------------------------------------------------- rendering
 
-def test_render_lists_every_layer_and_finding(contrib_never):
+def test_render_groups_findings_under_the_verdict(contrib_never):
     text = doctor.render_diagnosis(diagnose_checkpoint(contrib_never, decay=0.9))
     lines = text.splitlines()
-    assert lines[0] == "checkpoint %s | global_step 30 | decay 0.9 (given) | threshold 0.05" \
-        % contrib_never
-    assert lines[1] == "2 finding(s) in 2 batch-norm layer(s)"
-    assert lines[3].split() == ["layer", "ch", "moving_mean", "moving_variance", "finding"]
-    assert lines[4].split() == ["block0/bn", "4", "[0,", "0]", "[1,", "1]", NEVER_UPDATED]
-    assert lines[5].split()[:2] == ["block1/bn", "6"]
-    assert "block0/bn NEVER_UPDATED (error): moving_mean is all 0" in text
-    assert text.count("  fix: ") == 2
+    assert lines[0] == "FINDINGS: 2 finding(s) in 2 batch-norm layer(s): NEVER_UPDATED x2"
+    # The context parts, wrapped where a part would pass 100 columns.
+    context = " | ".join(line.strip() for line in lines[1:lines.index("")]).split(" | ")
+    assert context == ["checkpoint %s (with its .meta graph)" % contrib_never,
+                       "steps 30 (from global_step)", "decay 0.9 given", "threshold 0.05"]
+    assert "NEVER_UPDATED (error), 2 layer(s): all" in lines
+    assert text.count("fix: ") == 1 and text.count("moving_mean is all 0") == 1  # one group
+    # From the .meta graph: its train step (minimize()'s op) does not run the update ops.
+    assert "the train step does not run the update ops" in " ".join(text.split())
+    assert max(len(line) for line in lines) <= 100
+
+
+def test_verbose_adds_the_per_layer_table(contrib_never):
+    lines = doctor.render_diagnosis(diagnose_checkpoint(contrib_never), verbose=True).splitlines()
+    start = lines.index("layer names below without their common suffix /bn")
+    assert lines[start + 1].split() == ["layer", "ch", "decay", "moving_mean", "moving_variance",
+                                        "finding"]
+    # g: decay from the graph.
+    assert lines[start + 2].split() == ["block0", "4", "0.9", "g", "[0,", "0]", "[1,", "1]",
+                                        NEVER_UPDATED]
+    assert lines[start + 3].split()[:2] == ["block1", "6"]
 
 
 # ----------------------------------------------------------------------------- command line
 
-def doctor_cli(*args):
-    """`bn-decay-probe doctor ...`, the installed console script, as users run it."""
-    script = os.path.join(os.path.dirname(sys.executable), "bn-decay-probe")
-    # This checkout first on the path: the script of an editable install elsewhere would
-    # otherwise import that other copy of the package.
-    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
-    return subprocess.run([script, "doctor", *args], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT,
-                          env=dict(os.environ, PYTHONPATH=path))
-
-
 def test_cli_clean_checkpoint_exits_0_quietly(contrib_ok):
     out = doctor_cli(os.path.dirname(contrib_ok), "--decay", "0.9")
     assert (out.returncode, out.stderr) == (0, "")
-    assert out.stdout.splitlines()[:2] == [
-        "checkpoint %s | global_step 30 | decay 0.9 (given) | threshold 0.05" % contrib_ok,
-        "clean: no finding in 2 batch-norm layer(s)"]
+    assert out.stdout.splitlines()[0] == "clean: no finding in 2 batch-norm layer(s)"
+
+
+def test_cli_incomplete_exits_3(contrib_ok, tmp_path):
+    prefix = copy_checkpoint(contrib_ok, tmp_path)  # no .meta: decay unknown
+    out = doctor_cli(prefix)
+    assert (out.returncode, out.stderr) == (3, "")
+    assert out.stdout.splitlines()[:3] == [
+        "INCOMPLETE: no finding in 2 batch-norm layer(s), but not everything was checked",
+        "not checked: convergence (PARTLY_CONVERGED) of 2 layer(s): decay unknown (no .meta "
+        "graph beside the",
+        "  checkpoint); give --decay D"]
+    assert doctor_cli(prefix, "--decay", "0.9").returncode == 0
+    assert doctor_cli(prefix, "--decay", "0.9", "--steps", "3").returncode == 1
 
 
 def test_cli_findings_exit_1_with_json(contrib_never, tmp_path):
@@ -646,11 +774,13 @@ def test_cli_findings_exit_1_with_json(contrib_never, tmp_path):
     assert document["clean"] is False and document["global_step"] == STEPS
     assert [(f["layer"], f["code"]) for f in document["findings"]] == [
         ("block0/bn", NEVER_UPDATED), ("block1/bn", NEVER_UPDATED)]
-    assert document["layers"][0]["mean_range"] == [0, 0]
+    assert document["layers"][0]["moving_mean"] == {"min": 0, "max": 0, "nan": 0, "inf": 0,
+                                                     "-inf": 0}
+    assert document["status"] == "findings" and document["steps"]["source"] == "global_step"
     report = tmp_path / "report.json"
     out = doctor_cli(contrib_never, "--decay", "0.99", "--threshold", "0.5", "--json",
                      str(report))
-    assert out.returncode == 1 and out.stdout.startswith("checkpoint ")
+    assert out.returncode == 1 and out.stdout.startswith("FINDINGS: ")
     assert json.loads(report.read_text())["threshold"] == 0.5
 
 
@@ -664,6 +794,17 @@ def test_cli_corrupt_checkpoint_exits_2(tmp_path):
                           "checkpoint written by tf.train.Saver\n" % (tmp_path / "model.ckpt-1"))
 
 
+def test_cli_output_into_a_closed_pipe(contrib_never):
+    # A reader that stops early (| head -n 1, here | true, which reads nothing and exits before
+    # the doctor writes) gets no BrokenPipeError traceback on stderr; the status stays 1.
+    script = os.path.join(os.path.dirname(sys.executable), "bn-decay-probe")
+    out = subprocess.run(["bash", "-c", "'%s' doctor '%s' --verbose | true; echo ${PIPESTATUS[0]}"
+                          % (script, contrib_never)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=ROOT))
+    assert (out.stdout, out.stderr) == ("1\n", "")
+
+
 @pytest.mark.parametrize("args, message", [
     (["/no/such/model.ckpt-9"], "checkpoint /no/such/model.ckpt-9 not found: give a checkpoint "
      "prefix (such as model.ckpt-1000, which has a .index file) or a directory holding a "
@@ -672,6 +813,9 @@ def test_cli_corrupt_checkpoint_exits_2(tmp_path):
     (["x", "--threshold", "2"], "threshold must be a number in (0, 1] (the largest weight "
      "decay**steps left on the initial values), got 2.0"),
     (["x", "--decay", "abc"], "argument --decay: invalid float value: 'abc' (see --help)"),
+    (["x", "--steps", "-1"], "steps must be a whole number >= 0 (the train steps that ran), "
+     "got -1"),
+    (["x", "--steps", "2.5"], "argument --steps: invalid int value: '2.5' (see --help)"),
     ([], "the following arguments are required: PATH (see --help)"),
     (["x", "--json", "/"], "--json / is a directory; give a file path or -"),
 ])

@@ -1,0 +1,126 @@
+"""Reading a checkpoint: where it is, its moving statistics, its step counters, and (for
+object-based checkpoints) the variable names behind its keys."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from ..errors import ProbeConfigError
+from .step_counter import is_step_counter_name
+
+MOVING = ("moving_mean", "moving_variance")
+# Keys of object-based checkpoints (tf.train.Checkpoint, Keras save_weights) end in this.
+OBJECT_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+_OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
+# A checkpoint's own files; their prefix is the checkpoint.
+_CHECKPOINT_FILE = re.compile(r"\.(index|meta|data-\d{5}-of-\d{5})$")
+
+
+@dataclass
+class CheckpointContents:
+    """What the doctor reads from a checkpoint."""
+
+    prefix: str
+    # layer key (the variables' common prefix in the checkpoint) -> (moving_mean, moving_variance)
+    statistics: Dict[str, Tuple[np.ndarray, np.ndarray]]
+    step_counters: Dict[str, int]  # plain variable name -> value
+    # object-based checkpoints: layer key ("layer_with_weights-3") -> the variables' own prefix
+    # ("bn_Conv1"), from the object graph the checkpoint stores
+    variable_prefixes: Dict[str, str] = field(default_factory=dict)
+
+
+def existing_prefix(path: Any) -> str:
+    """The checkpoint prefix (or directory) ``path`` names; checked without TensorFlow, so a typo
+    fails at once."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ProbeConfigError("checkpoint path must be a string or os.PathLike, got %r"
+                               % (path,))
+    path = os.fspath(path)
+    prefix = _CHECKPOINT_FILE.sub("", path) if os.path.isfile(path) else path
+    if os.path.isdir(prefix) or os.path.isfile(prefix) or os.path.isfile(prefix + ".index"):
+        return prefix
+    raise ProbeConfigError("checkpoint %s not found: give a checkpoint prefix (such as "
+                           "model.ckpt-1000, which has a .index file) or a directory holding a "
+                           "'checkpoint' file" % path)
+
+
+def latest_checkpoint(tf1: Any, directory: str) -> str:
+    """The checkpoint the directory's ``checkpoint`` file names, as tf.train.latest_checkpoint."""
+    prefix = tf1.train.latest_checkpoint(directory)
+    if prefix is None:
+        raise ProbeConfigError("no checkpoint in directory %s: it has no readable 'checkpoint' "
+                               "file naming an existing checkpoint; give a checkpoint prefix or "
+                               "a directory written by tf.train.Saver" % directory)
+    return prefix
+
+
+def plain_name(key: str) -> str:
+    """A checkpoint key without the object-checkpoint suffix."""
+    return key[:-len(OBJECT_SUFFIX)] if key.endswith(OBJECT_SUFFIX) else key
+
+
+def moving_name(name: str) -> Optional[Tuple[str, str]]:
+    """("layer/prefix", "moving_mean") for a moving statistic's variable name, else None."""
+    layer, _, short = name.rpartition("/")
+    return (layer, short) if layer and short in MOVING else None
+
+
+def read_checkpoint(tf1: Any, prefix: str) -> CheckpointContents:
+    """Reads the moving statistics, the step counters and the object graph's names; reading can
+    hit a corrupt file at each step."""
+    try:
+        reader = tf1.train.NewCheckpointReader(prefix)
+        shapes = reader.get_variable_to_shape_map()
+        keys = {plain_name(key): key for key in shapes}
+        grouped: Dict[str, Dict[str, np.ndarray]] = {}
+        counters: Dict[str, int] = {}
+        for name, key in keys.items():
+            parts = moving_name(name)
+            if parts:
+                value = np.asarray(reader.get_tensor(key), np.float64).reshape(-1)
+                grouped.setdefault(parts[0], {})[parts[1]] = value
+            elif is_step_counter_name(name) and len(shapes[key]) == 0:
+                value = np.asarray(reader.get_tensor(key))
+                if np.issubdtype(value.dtype, np.integer):
+                    counters[name] = int(value)
+        object_graph = (reader.get_tensor(_OBJECT_GRAPH) if reader.has_tensor(_OBJECT_GRAPH)
+                        else None)
+    except tf1.errors.OpError as exc:
+        raise ProbeConfigError("%s is not a readable TensorFlow checkpoint (%s); give the prefix "
+                               "of a checkpoint written by tf.train.Saver"
+                               % (prefix, first_line(exc.message))) from None
+    statistics = {name: (stats[MOVING[0]], stats[MOVING[1]])
+                  for name, stats in grouped.items() if len(stats) == 2}
+    if not statistics:
+        raise ProbeConfigError("checkpoint %s has no batch-norm layer: no pair of variables "
+                               "named .../moving_mean and .../moving_variance" % prefix)
+    names = _variable_prefixes(object_graph) if object_graph is not None else {}
+    return CheckpointContents(prefix, statistics, counters,
+                              {key: names[key] for key in statistics if key in names})
+
+
+def _variable_prefixes(serialized: bytes) -> Dict[str, str]:
+    """Object checkpoints key a variable by its path in the object graph
+    ("layer_with_weights-1/moving_mean"); the graph's attributes keep the variable's own name
+    (full_name "bn_Conv1/moving_mean"). -> {"layer_with_weights-1": "bn_Conv1"}."""
+    from .. import backend
+
+    graph = backend.object_graph_proto()
+    graph.ParseFromString(serialized)
+    prefixes = {}
+    for node in graph.nodes:
+        for attribute in node.attributes:
+            key, full = moving_name(plain_name(attribute.checkpoint_key)), \
+                moving_name(attribute.full_name)
+            if key and full and key[1] == full[1]:
+                prefixes[key[0]] = full[0]
+    return prefixes
+
+
+def first_line(message: Any) -> str:
+    lines = str(message).strip().splitlines()
+    return lines[0] if lines else "no reason given"

@@ -1,0 +1,98 @@
+"""Usage: python scripts/doctor_matrix.py [MODEL ...]
+
+The doctor on real model code, every case (tests/real_models.py), the heavier models too: trains
+each (model, case) once, diagnoses its tf.train.Saver checkpoint (with its .meta graph) and, for
+Keras, its save_weights checkpoint, without and with --decay, and prints a markdown table with
+the verdict the case calls for next to the one measured. Not run in CI (slim inception_v3 and
+Keras ResNet50 take minutes); the CI-sized models are tested in tests/test_doctor_real.py.
+Exit status 1 when a verdict is wrong."""
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import real_models  # noqa: E402
+from bn_decay_probe import backend  # noqa: E402
+from bn_decay_probe.doctor import diagnose_checkpoint  # noqa: E402
+
+# The verdict each case calls for, per checkpoint kind and --decay (None: given or not).
+# "clean": exit 0; "incomplete": exit 3 (convergence not checked); else the finding codes.
+EXPECTED = {
+    ("correct", "saver"): "clean",
+    ("forgot_update_ops", "saver"): "NEVER_UPDATED",
+    ("too_few_steps", "saver"): "PARTLY_CONVERGED",
+    # Layers the loss does not reach (inception_v3's auxiliary head) are not in the train step:
+    # built in inference mode and never run, they are NEVER_UPDATED.
+    ("inference_mode", "saver"): "TRAINED_IN_INFERENCE_MODE (+NEVER_UPDATED)",
+    ("unshared_copy", "saver"): "UNSHARED_BRANCHES",
+    ("correct", "weights"): ("incomplete", "clean"),
+    ("forgot_update_ops", "weights"): "NEVER_UPDATED",
+    ("too_few_steps", "weights"): ("incomplete", "PARTLY_CONVERGED"),
+    # Without a graph the cause is not known: (0, 1) or NaN statistics, each layer flagged.
+    ("inference_mode", "weights"): "NEVER_UPDATED or BAD_VARIANCE",
+    ("unshared_copy", "weights"): ("incomplete", "clean"),  # the trained model's weights
+}
+
+
+def verdict(diagnosis):
+    if not diagnosis.findings:
+        return diagnosis.status
+    counts = Counter(f.code for f in diagnosis.findings)
+    return ", ".join("%s x%d" % item for item in sorted(counts.items()))
+
+
+def right(expected, diagnosis, layers):
+    if expected in ("clean", "incomplete"):
+        return diagnosis.status == expected
+    # "A or B": any of them; "A (+B)": A, and B may be there too.
+    required, _, optional = expected.partition(" (+")
+    allowed = set(required.split(" or ")) | {optional.rstrip(")")} - {""}
+    flagged = {f.layer for f in diagnosis.findings}
+    codes = {f.code for f in diagnosis.findings}
+    wanted = required in codes if optional else bool(codes)
+    return wanted and codes <= allowed and len(flagged) >= layers
+
+
+def main(models):
+    cache = real_models.Cache(tempfile.mkdtemp(prefix="doctor_matrix_"))
+    versions = backend.versions()
+    print("TensorFlow %s (%s backend), Python %s\n" % (versions["tensorflow"], versions["backend"],
+                                                       versions["python"]))
+    print("| model | case | checkpoint | BN layers | without --decay | with --decay D | "
+          "right | train s |")
+    print("|---|---|---|---|---|---|---|---|")
+    wrong = 0
+    for model in models:
+        for case in real_models.CASES:
+            start = time.time()
+            trained = cache(model, case)
+            seconds = time.time() - start
+            kinds = [("saver", trained.saver_prefix)]
+            if trained.weights_prefix:
+                kinds.append(("weights", trained.weights_prefix))
+            for kind, prefix in kinds:
+                expected = EXPECTED[(case, kind)]
+                if isinstance(expected, str):
+                    expected = (expected, expected)
+                results = [diagnose_checkpoint(prefix), diagnose_checkpoint(
+                    prefix, decay=trained.decay)]
+                # unshared_copy: the untrained copy's layers are the ones flagged.
+                flagged = len(trained.copy_layers if case == "unshared_copy" else
+                              trained.bn_layers)
+                ok = all(right(e, d, flagged) for e, d in zip(expected, results))
+                wrong += not ok
+                print("| %s | %s | %s | %d | %s | %s (D=%g) | %s | %.0f |" % (
+                    model, case, "Saver + .meta" if kind == "saver" else "save_weights",
+                    len(results[0].layers), verdict(results[0]), verdict(results[1]),
+                    trained.decay, "yes" if ok else "**NO**", seconds))
+            sys.stdout.flush()
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:] or list(real_models.MODELS)))
