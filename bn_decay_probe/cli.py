@@ -185,9 +185,9 @@ _PROBE_ONLY = ("fused", "steps", "api", "updates", "data_format", "zero_debias",
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> Any:
     """Runs the command line (and its subcommands); returns the exit status (argparse's too,
-    rather than raising SystemExit). A reader that
-    closes the pipe early (``| head``) ends it quietly with 141, as SIGPIPE ends other
-    filters, not with a BrokenPipeError."""
+    rather than raising SystemExit). A reader that closes the pipe early (``| head``) ends it
+    quietly with 141, as SIGPIPE ends other filters, not with a BrokenPipeError (the doctor
+    keeps its verdict's status)."""
     try:
         try:
             status = _main(sys.argv[1:] if argv is None else list(argv), prog)

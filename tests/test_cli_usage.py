@@ -58,6 +58,8 @@ def test_a_closed_pipe_ends_quietly(args, checkpoint):
     assert "Exception ignored" not in stderr
     if "--help" in args:  # argparse itself drops a failed write of the help on Python >= 3.9
         assert status in (0, 141)
+    elif args[0] == "doctor":  # the doctor keeps its verdict's status: 1, findings
+        assert status == 1
     else:
         assert status == 141  # 128 + SIGPIPE, as a shell reports a filter that a pipe ended
 
