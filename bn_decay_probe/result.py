@@ -187,9 +187,9 @@ class ProbeResult:
         hits = np.nonzero(gaps <= tol)[0]
         convergence = Convergence(tol, int(hits[0]) + 1 if len(hits) else None,
                                   self.predicted_steps_to_converge(tol), len(gaps))
-        return explain.with_reason(convergence, **self.convergence_facts())
+        return explain.with_reason(convergence, **self._convergence_facts())
 
-    def convergence_facts(self) -> Dict[str, Any]:
+    def _convergence_facts(self) -> Dict[str, Any]:
         """What decides whether the gap can ever get within a tol (explain.why_never)."""
         return {"decay": self.decay, "fused": self.fused,
                 "n": theory.elements_per_channel(self.inputs.shape),
