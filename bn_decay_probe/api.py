@@ -3,17 +3,21 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
+from .arguments import check_not_a_shape, positional_up_to
 from .config import DEFAULT_DECAY, DEFAULT_EPSILON, ProbeConfig
 from .result import ProbeResult
 
 
-def probe(decay: float = DEFAULT_DECAY, inputs: Any = None,
+@positional_up_to(("decay", "inputs"))
+def probe(decay: float = DEFAULT_DECAY, inputs: Any = None, *,
           shape: Optional[Sequence[int]] = None, seed: int = 0, fused: Optional[bool] = None,
           steps: int = 1, epsilon: float = DEFAULT_EPSILON, device: str = "auto",
           api: str = "contrib", updates: str = "inplace", data_format: str = "NHWC",
           zero_debias: bool = False, share_variables: bool = True,
           batches: Any = None, trainable: bool = True) -> ProbeResult:
     """Runs a batch-norm layer in train then test mode and measures its variables.
+
+    ``decay`` and ``inputs`` may be passed by position, everything else by keyword only.
 
     Args:
       decay: the moving-average decay in [0, 1] (default 0.9; TF's own default is 0.999).
@@ -50,12 +54,15 @@ def probe(decay: float = DEFAULT_DECAY, inputs: Any = None,
       epsilon, float32 overflow, what the float32 cast of the inputs changed).
 
     Raises:
-      ProbeConfigError: for any invalid argument, with a one-line message.
+      ProbeConfigError: for any invalid argument, with a one-line message; also for a third
+        positional argument or a shape passed as ``inputs``, naming the keyword to use.
 
     The probe builds its own tf.Graph and Session; the caller's default graph and session are
     never touched.
     """
     from . import runner  # imports TensorFlow, so only when a probe actually runs
+
+    check_not_a_shape(inputs)
 
     return runner.run(ProbeConfig.create(
         decay=decay, inputs=inputs, shape=shape, seed=seed, fused=fused, steps=steps,

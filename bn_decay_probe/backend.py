@@ -39,7 +39,8 @@ _verbose = False
 _filter_native = False
 # absl's line format ("I0000 00:00:1796122801.738521   17149 port.cc:153] ..."), and the notice
 # it prints before its first line when TF has not initialized it (TF >= 2.16).
-_ABSL_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ")
+# Before absl's initialization the seconds field is the epoch time, as in that example.
+_ABSL_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:[\d.]+ +\d+ \S+:\d+\] ")
 _ABSL_NOTICE = ("WARNING: All log messages before absl::InitializeLog() is called are written "
                 "to STDERR")
 
@@ -48,10 +49,19 @@ class BackendUnavailableError(ImportError):
     """TensorFlow is missing or is a version the probe does not support."""
 
 
+_QUIETED = "BN_DECAY_PROBE_QUIETED_TF"  # set with TF_CPP_MIN_LOG_LEVEL when this module set it
+
+
 def set_verbose(enabled: bool) -> None:
-    """With ``enabled``, TF's own warnings are no longer muted (the CLI's --verbose)."""
-    global _verbose
+    """With ``enabled``, TF's own warnings are no longer muted (the CLI's --verbose), and before
+    TensorFlow's import its C++ log level is unset again if this module (in this process or,
+    through the environment, a parent) set it."""
+    global _verbose, _filter_native
     _verbose = enabled
+    if enabled and "tensorflow" not in sys.modules:
+        _filter_native = False
+        if os.environ.pop(_QUIETED, None):
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
 
 
 def silence_native_logs() -> None:
@@ -62,10 +72,14 @@ def silence_native_logs() -> None:
     import and of the process's first device and graph set-up through absl before absl is
     initialized, which no environment variable silences: the backend then runs those steps
     when it loads with stderr captured, and passes on all but the log lines below that level.
+    The variable stays in the process's environment (child processes inherit it, marked as set
+    by bn_decay_probe).
     """
     global _filter_native
     if "tensorflow" not in sys.modules:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+            os.environ[_QUIETED] = "1"
         _filter_native = True
 
 
@@ -101,12 +115,15 @@ def _native_lines_filtered() -> Iterator[None]:
                     kept.append(line)
             if kept:
                 sys.stderr.write("".join(kept))
+                sys.stderr.flush()  # before anything written to fd 2 directly comes after
 
 
 def tensorflow() -> Any:
     """Imports TensorFlow once, hiding its import-time Python warnings."""
     global _tf
     if _tf is None:
+        if not _verbose:
+            silence_native_logs()  # a library user's first probe prints no C++ log lines
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)

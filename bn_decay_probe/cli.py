@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
+import os
 import sys
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -26,8 +28,11 @@ from .cli_support import Parser, check_writable, fail
 from .errors import DeviceFallbackWarning, ProbeConfigError
 from .matrix import MATRIX_DECAYS, MATRIX_SHAPE, MATRIX_TOL
 from .sweep import SweepResult, sweepable
+from .verbosity import set_verbosity
 
 DEFAULT_DECAYS = (0.0, 1.0)  # the blog experiment's two values
+SUBCOMMANDS = {"doctor": ".doctor_cli", "repair": ".repair_cli"}  # name -> module with build_parser(prog), main(argv, prog)
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a filter that SIGPIPE ended
 
 
 def _shape(text: str) -> Tuple[int, ...]:
@@ -59,8 +64,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
         "The decays share one graph (the decay fed as a tensor) for the default layer: api "
         "contrib, updates inplace, NHWC, shared variables, one input; any other --api, "
         "--updates, --data-format, --zero-debias, --unshared or --batches builds a graph per "
-        "decay. The numbers are the same either way. Subcommand: 'doctor PATH' diagnoses the "
-        "batch norm in your own checkpoint (see 'doctor --help')."))
+        "decay. The numbers are the same either way. Subcommands: 'doctor PATH' diagnoses the "
+        "batch norm in your own checkpoint, 'repair PATH --data FILE --out PREFIX' recomputes its "
+        "moving statistics from data (see 'doctor --help', 'repair --help')."))
     decays = parser.add_mutually_exclusive_group()
     decays.add_argument("--decay", type=float, action="append", metavar="D",
                         help="moving-average decay in [0, 1]; repeat for several, one report "
@@ -127,7 +133,18 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's own log lines and deprecation warnings")
     parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    parser.usage = _usage(parser)
     return parser
+
+
+def _usage(parser: argparse.ArgumentParser) -> str:
+    """argparse's usage line, then one line per subcommand (from its own parser)."""
+    lines = [parser.format_usage()[len("usage: "):].rstrip()]
+    for name, module in SUBCOMMANDS.items():
+        sub = importlib.import_module(module, __package__).build_parser(
+            "%s %s" % (parser.prog, name))
+        lines.append(sub.format_usage()[len("usage: "):].rstrip())
+    return "\n       ".join(line.replace("%", "%%") for line in lines)
 
 
 def _batches(text: str) -> Any:
@@ -167,17 +184,30 @@ _PROBE_ONLY = ("fused", "steps", "api", "updates", "data_format", "zero_debias",
                "unshared", "batches", "epsilon", "trainable")
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> Any:
+    """Runs the command line (and its subcommands); returns the exit status (argparse's too,
+    rather than raising SystemExit). A reader that closes the pipe early (``| head``) ends it
+    quietly with 141, as SIGPIPE ends other filters, not with a BrokenPipeError (the doctor
+    keeps its verdict's status)."""
+    try:
+        try:
+            status = _main(sys.argv[1:] if argv is None else list(argv), prog)
+        except SystemExit as exit:  # argparse after --help, --version or a usage error
+            status = exit.code
+        sys.stdout.flush()  # a broken pipe shows here, not at exit where it cannot be caught
+        return status
+    except BrokenPipeError:
+        # Python would flush stdout again at exit and print the error: point it at devnull.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: List[str], prog: Optional[str]) -> int:
     parser = build_parser(prog)
-    if argv[:1] == ["doctor"]:
-        from .doctor_cli import main as doctor
-
-        return doctor(argv[1:], "%s doctor" % parser.prog)
-    if argv[:1] == ["repair"]:
-        from .repair_cli import main as repair
-
-        return repair(argv[1:], "%s repair" % parser.prog)
+    if argv[:1] and argv[0] in SUBCOMMANDS:
+        module = importlib.import_module(SUBCOMMANDS[argv[0]], __package__)
+        return module.main(argv[1:], "%s %s" % (parser.prog, argv[0]))
     args = parser.parse_args(argv)
     given_decays = args.decays or args.decay
     try:
@@ -216,12 +246,9 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     except ProbeConfigError as exc:
         return fail(parser.prog, str(exc))
 
-    from . import backend  # still no TensorFlow: that comes with the first probe
+    from . import backend, report  # still no TensorFlow: that comes with the first probe
 
-    backend.set_verbose(args.verbose)
-    if not args.verbose:
-        backend.silence_native_logs()
-    from . import report
+    set_verbosity("verbose" if args.verbose else "quiet" if args.quiet else "default")
 
     tol = MATRIX_TOL if args.tol is None else args.tol
     try:
@@ -233,7 +260,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
                 swept = _measure(config, decays, progress.wanted(args.quiet))
                 if not args.quiet:
                     _note_once([], swept[0].device.notice)
-                document = report.json_document(swept.results)
+                document = report.json_document(swept.results, tol)
                 text = report.render_sweep(swept, tol) if args.decays else \
                     ("\n\n" + "=" * 72 + "\n\n").join(report.render_text(r, tol) for r in swept)
                 if args.csv:
@@ -276,8 +303,9 @@ def _note_once(notices: List[str], notice: Optional[str]) -> None:
 def _measure(config: ProbeConfig, decays: Sequence[float], show_progress: bool) -> SweepResult:
     """Every decay of ``decays`` with ``config``: through one sweep graph when sweep runs the
     layer, else one probe() per decay."""
-    from . import runner, sweep_runner
+    from . import backend, runner, sweep_runner
 
+    backend.tensorflow()  # imported before the bar starts, so its first ETA is the run's
     with progress.bar(len(decays), show_progress) as update:
         if sweepable(config):
             return SweepResult(sweep_runner.run(config, decays, update))

@@ -7,12 +7,13 @@ the closed form's prediction. A few extra rows build each API without shared var
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import theory
+from . import explain, theory
 from .config import (GRAPH_APIS, UPDATES, ProbeConfig, check_decay, check_device, check_seed,
                      check_shape, check_tol)
 from .errors import ProbeConfigError
@@ -72,10 +73,28 @@ class SemanticsMatrix:
     seed: int
     versions: Dict[str, Any]
 
+    def __post_init__(self) -> None:
+        # Every "never" gets its reason (explain.why_never), however the rows were measured.
+        object.__setattr__(self, "rows", tuple(_explained(row, self.shape) for row in self.rows))
+
     def to_dict(self) -> Dict[str, Any]:
         return {"decays": list(self.decays), "tol": self.tol, "equal_tol": EQUAL_TOL,
                 "shape": list(self.shape), "seed": self.seed, "versions": dict(self.versions),
                 "rows": [row.to_dict() for row in self.rows]}
+
+
+def _explained(row: MatrixRow, shape: Tuple[int, ...]) -> MatrixRow:
+    """``row`` with why_never filled in each convergence that did not converge, from what the
+    row measured at decay 0: after that step the gap is the floor any decay below 1 reaches."""
+    m = row.measured
+    if m is None:
+        return row
+    facts = dict(fused=m.fused, n=theory.elements_per_channel(shape), floor=m.gap_at_decay_0,
+                 has_update_op=m.variance != "none", updated=m.updated,
+                 shared=m.branches_share_variables, trainable=row.trainable)
+    convergence = FrozenDict((d, explain.with_reason(c, decay=d, **facts))
+                             for d, c in m.convergence.items())
+    return dataclasses.replace(row, measured=dataclasses.replace(m, convergence=convergence))
 
 
 def variance_kind(fed: Optional[np.ndarray], x: np.ndarray) -> str:

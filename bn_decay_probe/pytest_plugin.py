@@ -6,6 +6,10 @@
 
 When such a test fails, its report gets a "bn_decay_probe" section with the text report of every
 probe the test ran. Importing this plugin does not import TensorFlow.
+
+On a machine without a GPU every probe runs on the CPU and warns once with a
+DeviceFallbackWarning; the plugin keeps that warning out of the warnings summary unless
+``--bn-probe-device-warnings`` or the ini option ``bn_probe_device_warnings = true`` asks for it.
 """
 from __future__ import annotations
 
@@ -14,6 +18,25 @@ from typing import Any, Callable, List
 import pytest
 
 _RESULTS = pytest.StashKey[List[Any]]()
+
+
+DEVICE_WARNINGS = "bn_probe_device_warnings"
+
+
+def pytest_addoption(parser: Any) -> None:
+    help = ("show bn_decay_probe's DeviceFallbackWarning (no GPU: probes run on the CPU) in the "
+            "warnings summary")
+    parser.addoption("--bn-probe-device-warnings", action="store_true", dest=DEVICE_WARNINGS,
+                     default=None, help=help)
+    parser.addini(DEVICE_WARNINGS, help=help, type="bool", default=False)
+
+
+def pytest_configure(config: Any) -> None:
+    shown = config.getoption(DEVICE_WARNINGS)
+    if not (config.getini(DEVICE_WARNINGS) if shown is None else shown):
+        # An ini-level filter: -W and @pytest.mark.filterwarnings still override it.
+        config.addinivalue_line("filterwarnings",
+                                "ignore::bn_decay_probe.errors.DeviceFallbackWarning")
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Renders ProbeResults: a text report in the blog experiment's spirit, an HTML table, a JSON document,
-and the notes the runner stores in each result (measured_notes).
+"""Renders ProbeResults: a text report in the blog experiment's spirit, an HTML table, a JSON
+document, and the notes the runner stores in each result (measured_notes). Text fits the
+terminal (output_width): tables fold, long lines wrap.
 
 Every number shown is either read from the result (a measurement) or computed by ``theory``
 from the result's inputs and labelled as the rule's prediction.
@@ -8,7 +9,11 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any, Dict, List, Sequence, Tuple
+import re
+import shutil
+import sys
+import textwrap
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -22,6 +27,67 @@ RULE_LEGEND = ("rule after train = decay * moving + (1 - decay) * batch statisti
 DEFAULT_TOL = 0.01  # in output units: the train output has unit variance per channel
 _FULL_ARRAYS_UP_TO = 64  # elements: small inputs are printed whole, as the blog experiment did
 _TRAJECTORY_ROWS = 12
+PIPE_WIDTH = 100  # columns of text output when stdout is not a terminal (pipes, files, CI logs)
+_MIN_WIDTH = 40  # a narrower terminal still gets tables this wide
+_VECTOR_LINE = re.compile(r"^[a-z][a-z0-9 ()]*:\s{2,}\[")  # "input:      [1, 2, ...]"
+
+
+def output_width(stream: Any = None) -> int:
+    """Columns text output may use: the terminal's width when ``stream`` (default stdout) is a
+    terminal, else 100."""
+    stream = sys.stdout if stream is None else stream
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        terminal = False
+    if not terminal:
+        return PIPE_WIDTH
+    return max(_MIN_WIDTH, shutil.get_terminal_size((PIPE_WIDTH, 24)).columns)
+
+
+def _width(width: Optional[int]) -> int:
+    """``width`` of a render_* call: None is output_width(), 0 means no limit."""
+    return output_width() if width is None else width
+
+
+def _wrap(line: str, width: int) -> List[str]:
+    """``line`` in lines of at most ``width`` columns, broken at spaces: a vector continues
+    under its '[', anything else two columns right of the line's own indentation."""
+    if not width or len(line) <= width:
+        return [line]
+    vector = _VECTOR_LINE.match(line)
+    indent = " " * (vector.end() if vector else len(line) - len(line.lstrip(" ")) + 2)
+    if len(indent) > width // 2:
+        indent = "  "
+    if " | " in line:  # "decay 0.9 | fused yes | ...": break between the fields first
+        lines = [""]
+        for field in line.split(" | "):
+            joined = lines[-1] + " | " + field if lines[-1].strip() else lines[-1] + field
+            if len(joined) <= width:
+                lines[-1] = joined
+            elif len(indent + field) <= width and lines[-1].strip():
+                lines[-1] += " |"
+                lines.append(indent + field)
+            else:
+                break
+        else:
+            return lines
+    glued = line.replace(" = ", "\0=\0")  # "n = 16" stays on one line
+    return [part.replace("\0", " ") for part in textwrap.wrap(
+        glued, width, subsequent_indent=indent, break_long_words=False,
+        break_on_hyphens=False)] or [line]
+
+
+def _fit(lines: Sequence[str], width: int) -> str:
+    return "\n".join(wrapped for line in lines for wrapped in _wrap(line, width))
+
+
+def _paragraph(text: str, width: int, indent: str = "") -> List[str]:
+    """Prose (legends, footnotes) filled to ``width``, continuation lines under ``indent``."""
+    if not width:
+        return [text]
+    return textwrap.wrap(text, width, subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False)
 
 
 def _num(value: float) -> str:
@@ -46,11 +112,39 @@ def _rows(result: ProbeResult) -> List[List[str]]:
     return rows
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 2) -> List[str]:
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 2,
+           width: int = 0, keep: int = 1, pairs: bool = False) -> List[str]:
+    """Columns aligned (the first ``left`` to the left, numbers to the right). A table wider
+    than ``width`` folds into several, one under the other, each repeating the first ``keep``
+    columns (the row's key) with as many of the others as fit; with ``pairs``, a measured
+    column and the "rule" column after it stay together."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(c.ljust(w) if i < left else c.rjust(w)  # noqa: E731
-                               for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-    return [line(header)] + [line(r) for r in rows]
+
+    def line(r: Sequence[str], columns: Sequence[int]) -> str:
+        return "  ".join(r[i].ljust(widths[i]) if i < left else r[i].rjust(widths[i])
+                         for i in columns).rstrip()
+
+    units: List[List[int]] = []
+    for column in range(keep, len(header)):
+        if pairs and header[column] == "rule" and units:
+            units[-1].append(column)
+        else:
+            units.append([column])
+    parts: List[List[int]] = [[]]
+    used = sum(widths[:keep]) + 2 * keep
+    for unit in units:
+        size = sum(widths[c] + 2 for c in unit)
+        if width and parts[-1] and used + size - 2 > width:
+            parts.append([])
+            used = sum(widths[:keep]) + 2 * keep
+        parts[-1] += unit
+        used += size
+    lines: List[str] = []
+    for part in parts:
+        columns = list(range(keep)) + part
+        lines += ([""] if lines else []) + [line(header, columns)]
+        lines += [line(r, columns) for r in rows]
+    return lines
 
 
 def _describe(result: ProbeResult, decays: str = "") -> List[str]:
@@ -185,7 +279,7 @@ def _statistics(result: ProbeResult) -> List[str]:
     return lines
 
 
-def _trajectory(result: ProbeResult, tol: float) -> List[str]:
+def _trajectory(result: ProbeResult, tol: float, width: int) -> List[str]:
     steps = result.config.train_steps
     if steps < 2 and result.batches is None:
         return [_convergence_line(result, tol)]
@@ -204,7 +298,8 @@ def _trajectory(result: ProbeResult, tol: float) -> List[str]:
         if has_gap:
             row.append(_num(result.trajectory["gap"][step - 1]))
         rows.append(row)
-    lines = ["", "after each train step (measured; rule = numpy):"] + _table(header, rows, 1)
+    lines = ["", "after each train step (measured; rule = numpy):"]
+    lines += _table(header, rows, 1, width, pairs=True)
     return lines + ([_convergence_line(result, tol)] if has_gap else [])
 
 
@@ -233,18 +328,25 @@ def _outputs(result: ProbeResult) -> List[str]:
     return lines
 
 
-def render_text(result: ProbeResult, tol: float = DEFAULT_TOL) -> str:
-    """The blog experiment's printout, tidied: each variable before and after each phase, then outputs."""
+def render_text(result: ProbeResult, tol: float = DEFAULT_TOL,
+                width: Optional[int] = None) -> str:
+    """The blog experiment's printout, tidied: each variable before and after each phase, then
+    outputs. ``width``: columns to fit (None: the terminal's, or 100 when stdout is not a
+    terminal; 0: no limit); tables fold, long lines wrap."""
+    width = _width(width)
     header = ["variable", "ch", *SNAPSHOT_TITLES, RULE_TITLE]
-    lines = _describe(result) + [""] + _table(header, _rows(result)) + [RULE_LEGEND]
-    lines += _notes(result) + [""] + _statistics(result) + _trajectory(result, tol)
-    return "\n".join(lines + [""] + _outputs(result))
+    lines = _describe(result) + [""] + _table(header, _rows(result), 2, width, keep=2)
+    lines += [RULE_LEGEND] + _notes(result) + [""] + _statistics(result)
+    lines += _trajectory(result, tol, width)
+    return _fit(lines + [""] + _outputs(result), width)
 
 
-def render_sweep(sweep: Any, tol: float = DEFAULT_TOL) -> str:
+def render_sweep(sweep: Any, tol: float = DEFAULT_TOL, width: Optional[int] = None) -> str:
     """A SweepResult as one table, a row per decay: the moving statistics after the last train
     step, measured and by the rule, and (one input) the test/train gap, measured and by the
-    closed form, with the steps it took to get within ``tol``."""
+    closed form, with the steps it took to get within ``tol`` and, as numbered footnotes, why
+    a decay never gets there. ``width`` as for render_text."""
+    width = _width(width)
     results = sweep.results
     first = results[0]
     steps = first.config.train_steps
@@ -254,7 +356,7 @@ def render_sweep(sweep: Any, tol: float = DEFAULT_TOL) -> str:
     header = ["decay", "moving_mean", "rule", "moving_variance", "rule"]
     if sweep.gap is not None:
         header += ["max |test - train|", "rule", "steps to %g" % tol]
-    rows = []
+    rows, reasons = [], []  # type: ignore[var-annotated]
     for r in results:
         rule = r.predicted_trajectory()
         after = r.after["train"]
@@ -264,32 +366,51 @@ def render_sweep(sweep: Any, tol: float = DEFAULT_TOL) -> str:
         if sweep.gap is not None:
             predicted = theory.predicted_gaps(r.inputs, r.decay, r.fused, r.epsilon["train"],
                                               steps, r.config.zero_debias)
+            convergence = r.steps_to_converge(tol)
             row += [_num(r.trajectory["gap"][-1]), _num(predicted[-1]),
-                    _convergence_cell(r.steps_to_converge(tol))]
+                    _convergence_cell(convergence, reasons)]
         rows.append(row)
     lines += ["", "after %d train step(s) (measured; rule = numpy):" % steps]
-    lines += _table(header, rows, 1)
+    lines += _table(header, rows, 1, width, pairs=True)
     if sweep.gap is not None:
-        lines.append("steps to %g: train steps until max |test - train| <= %g, measured "
-                     "(predicted by the closed form); '>%d': not within the steps run"
-                     % (tol, tol, steps))
-    return "\n".join(lines)
+        lines += _paragraph(
+            "steps to %g: train steps until max |test - train| <= %g, measured (predicted by "
+            "the closed form); '>%d': not within the steps run%s."
+            % (tol, tol, steps, "; [n]: never, for the reason below" if reasons else ""),
+            width, "  ")
+        lines += _footnotes(reasons, "never within %g:" % tol, width)
+    return _fit(lines, width)
 
 
-def render_html(result: ProbeResult) -> str:
-    """The variables table for Jupyter (ProbeResult._repr_html_)."""
+def render_html(result: ProbeResult, tol: float = DEFAULT_TOL) -> str:
+    """The variables table for Jupyter (ProbeResult._repr_html_), with the settings, notes and
+    (one input) the steps to get within ``tol`` above it."""
     header = ["variable", "ch", *SNAPSHOT_TITLES, RULE_TITLE]
     head = "".join("<th>%s</th>" % html.escape(h) for h in header)
     body = "".join("<tr>%s</tr>" % "".join("<td>%s</td>" % html.escape(c) for c in row)
                    for row in _rows(result))
-    caption = "<br>".join(html.escape(line) for line in _describe(result) + _notes(result))
+    caption = _describe(result) + _notes(result)
+    if result.batches is None:
+        caption.append(_convergence_line(result, tol))
     return ("<table><caption style='text-align:left'>%s</caption><thead><tr>%s</tr></thead>"
             "<tbody>%s</tbody></table><p><small>%s</small></p>"
-            % (caption, head, body, html.escape(RULE_LEGEND)))
+            % ("<br>".join(html.escape(line) for line in caption), head, body,
+               html.escape(RULE_LEGEND)))
 
 
-def json_document(results: Sequence[ProbeResult]) -> Dict[str, Any]:
-    return {"bn_decay_probe": __version__, "results": [r.to_dict() for r in results]}
+def json_document(results: Sequence[ProbeResult],
+                  tol: Optional[float] = None) -> Dict[str, Any]:
+    """The CLI's --json: every result's to_dict() under "results"; with ``tol``, also "tol" and
+    "steps_to_converge", one per result at that tol (with "why_never"; None for a result
+    trained on batches)."""
+    document: Dict[str, Any] = {"bn_decay_probe": __version__,
+                                "results": [r.to_dict() for r in results]}
+    if tol is not None:
+        document["tol"] = tol
+        document["steps_to_converge"] = [None if r.batches is not None
+                                         else r.steps_to_converge(tol).to_dict()
+                                         for r in results]
+    return document
 
 
 def to_json(document: Dict[str, Any]) -> str:
@@ -297,23 +418,42 @@ def to_json(document: Dict[str, Any]) -> str:
     return json.dumps(document, separators=(",", ":"), allow_nan=False)
 
 
-def _convergence_cell(convergence: Any) -> str:
+def _convergence_cell(convergence: Any, reasons: List[str]) -> str:
+    """"measured (predicted)", with a footnote number [n] into ``reasons`` (appended to when
+    new) when it can never converge."""
     predicted = "never" if convergence.predicted is None else str(convergence.predicted)
     if convergence.measured is not None:
         measured = str(convergence.measured)
-    elif convergence.stopped.startswith("the variables stopped"):
+    elif convergence.stopped.startswith("the variables stopped") or convergence.why_never:
         measured = "never"
     else:
         measured = ">%d" % convergence.steps_run
-    return "%s (%s)" % (measured, predicted)
+    cell = "%s (%s)" % (measured, predicted)
+    if convergence.why_never:
+        if convergence.why_never not in reasons:
+            reasons.append(convergence.why_never)
+        cell += " [%d]" % (reasons.index(convergence.why_never) + 1)
+    return cell
 
 
-def render_matrix(matrix: Any) -> str:
-    """The semantics matrix as a table; each cell measured in the run that made ``matrix``."""
+def _footnotes(reasons: Sequence[str], title: str, width: int, first: int = 1) -> List[str]:
+    if not reasons:
+        return []
+    lines = [title]
+    for number, reason in enumerate(reasons, first):
+        lines += _paragraph("  [%d] %s" % (number, reason), width, "      ")
+    return lines
+
+
+def render_matrix(matrix: Any, width: Optional[int] = None) -> str:
+    """The semantics matrix as a table; each cell measured in the run that made ``matrix``.
+    Footnotes say why a row is unavailable and why a "never" never converges. ``width`` as for
+    render_text."""
+    width = _width(width)
     header = ["api", "fused", "updates", "kernel", "updated", "variance fed",
               "test==train @decay 0", "shared"]
     header += ["steps @%g" % d for d in matrix.decays]
-    rows, unavailable = [], []
+    rows, unavailable, reasons = [], [], []  # type: ignore[var-annotated]
     for row in matrix.rows:
         cells = [row.api, "yes" if row.fused_requested else "no",
                  row.updates + ("" if row.share_variables else " (unshared)")
@@ -322,7 +462,7 @@ def render_matrix(matrix: Any) -> str:
         if m is None:  # one footnote per distinct reason
             if row.unavailable not in unavailable:
                 unavailable.append(row.unavailable)
-            cells += ["unavailable [%d]" % (unavailable.index(row.unavailable) + 1)]
+            cells += ["unavailable [u%d]" % (unavailable.index(row.unavailable) + 1)]
             cells += [""] * (len(header) - 4)
         else:
             cells += ["fused" if m.fused else "non-fused", "yes" if m.updated else "NO",
@@ -330,26 +470,26 @@ def render_matrix(matrix: Any) -> str:
                       "%s (%s)" % ("yes" if m.test_equals_train else "no",
                                    _num(m.gap_at_decay_0)),
                       "yes" if m.branches_share_variables else "NO"]
-            cells += [_convergence_cell(m.convergence[d]) for d in matrix.decays]
+            cells += [_convergence_cell(m.convergence[d], reasons) for d in matrix.decays]
         rows.append(cells)
     versions = matrix.versions
     lines = ["semantics matrix: input %s uniform(0, 255) seed %d | TensorFlow %s"
              % (list(matrix.shape), matrix.seed, versions["tensorflow"]), ""]
-    lines += _table(header, rows, 4)
-    lines += [
-        "",
-        "updated: moving statistics changed by one train step at decay 0. variance fed: the "
-        "variance that step fed to",
-        "  moving_variance, compared with numpy's biased and n/(n-1) values. test==train: max "
-        "|test output - train output|",
-        "  after that step, 'yes' within 1e-4. shared: the test branch reads only variables the "
-        "train branch updates.",
-        "steps @d: train steps until max |test - train| <= %g (output units), measured "
-        "(predicted by the closed form);" % matrix.tol,
-        "  'never': a step left every variable unchanged, so the gap cannot shrink; '>N': not "
-        "within N = 3x the prediction.",
-    ]
+    lines += _table(header, rows, 4, width, keep=3)
+    lines.append("")
+    for legend in (
+            "updated: moving statistics changed by one train step at decay 0. variance fed: "
+            "the variance that step fed to moving_variance, compared with numpy's biased and "
+            "n/(n-1) values. test==train: max |test output - train output| after that step, "
+            "'yes' within 1e-4. shared: the test branch reads only variables the train branch "
+            "updates.",
+            "steps @d: train steps until max |test - train| <= %g (output units), measured "
+            "(predicted by the closed form); 'never': it cannot get there, for the reason "
+            "[n] below; '>N': not within N = 3x the prediction." % matrix.tol):
+        lines += _paragraph(legend, width, "  ")
+    lines += _footnotes(reasons, "never within %g:" % matrix.tol, width)
     if unavailable:
         lines += ["unavailable with this TensorFlow:"]
-        lines += ["  [%d] %s" % (i + 1, reason) for i, reason in enumerate(unavailable)]
-    return "\n".join(lines)
+        for number, reason in enumerate(unavailable, 1):
+            lines += _paragraph("  [u%d] %s" % (number, reason), width, "       ")
+    return _fit(lines, width)

@@ -6,7 +6,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from . import theory
+from . import explain, theory
 from .config import ProbeConfig, check_tol
 from .frozen import FrozenDict
 from .jsonable import from_json_values, to_json_values
@@ -72,17 +72,22 @@ class Convergence:
     predicted: Optional[int]
     steps_run: int
     stopped: str = ""  # why a measurement ended without converging, when it did
+    # Why it can never get within tol, with the value and what to change (explain.why_never);
+    # "" when it converged or nothing rules it out.
+    why_never: str = ""
 
     def to_dict(self) -> Dict[str, Any]:
         return {"tol": self.tol, "measured": self.measured, "predicted": self.predicted,
-                "steps_run": self.steps_run, "stopped": self.stopped}
+                "steps_run": self.steps_run, "stopped": self.stopped,
+                "why_never": self.why_never}
 
     def describe(self) -> str:
         measured = ("step %d" % self.measured if self.measured is not None
                     else "not within %d step(s)%s" % (self.steps_run,
                                                        ": " + self.stopped if self.stopped else ""))
         predicted = "step %d" % self.predicted if self.predicted is not None else "never"
-        return "measured %s, predicted %s (tol %g)" % (measured, predicted, self.tol)
+        text = "measured %s, predicted %s (tol %g)" % (measured, predicted, self.tol)
+        return text + ("; never, because " + self.why_never if self.why_never else "")
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,8 +185,18 @@ class ProbeResult:
         tol = check_tol(tol)
         gaps = self.trajectory["gap"]
         hits = np.nonzero(gaps <= tol)[0]
-        return Convergence(tol, int(hits[0]) + 1 if len(hits) else None,
-                           self.predicted_steps_to_converge(tol), len(gaps))
+        convergence = Convergence(tol, int(hits[0]) + 1 if len(hits) else None,
+                                  self.predicted_steps_to_converge(tol), len(gaps))
+        return explain.with_reason(convergence, **self._convergence_facts())
+
+    def _convergence_facts(self) -> Dict[str, Any]:
+        """What decides whether the gap can ever get within a tol (explain.why_never)."""
+        return {"decay": self.decay, "fused": self.fused,
+                "n": theory.elements_per_channel(self.inputs.shape),
+                "floor": theory.gap_floor(self.inputs, self.fused, self.epsilon["train"]),
+                "has_update_op": "moving_variance" in self.batch_statistics,
+                "updated": self.moving_statistics_updated,
+                "shared": self.branches_share_variables, "trainable": self.config.trainable}
 
     def predicted_trajectory(self) -> Dict[str, np.ndarray]:
         """What the update rule predicts for moving_mean / moving_variance after each train

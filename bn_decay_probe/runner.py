@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import sys
 import warnings
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 import numpy as np
 
-from . import backend, devices, graph, report, theory
+from . import backend, devices, graph, report, theory, verbosity
 from .config import ProbeConfig
 from .errors import DeviceFallbackWarning, ProbeConfigError
 from .frozen import FrozenDict, freeze, frozen_array, frozen_arrays
@@ -90,9 +92,20 @@ def _notify(notice: str) -> None:
     """Warns once per process: a notebook calling probe() hundreds of times wants one line.
     (The warnings module's own once-per-call-site registry is reset by every
     catch_warnings(), which TF's quiet import uses.) Every result still records the notice."""
-    if notice not in _notified:
+    if notice not in _notified and verbosity.level() != "quiet":
         _notified.add(notice)
-        warnings.warn(notice, DeviceFallbackWarning, stacklevel=6)
+        warnings.warn(notice, DeviceFallbackWarning, stacklevel=_caller_level())
+
+
+def _caller_level() -> int:
+    """warnings.warn's stacklevel that names the user's line calling into the package (probe,
+    sweep, the CLI, ...) whatever path led here."""
+    frame, level = sys._getframe(1), 1
+    inside = (os.path.dirname(os.path.abspath(__file__)), os.path.abspath(contextlib.__file__))
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+            inside):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _to_nhwc(config: ProbeConfig, array: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, T
 import numpy as np
 
 from . import theory
+from .arguments import check_not_a_shape, positional_up_to
 from .config import DEFAULT_EPSILON, ProbeConfig, check_decay
 from .errors import ProbeConfigError
 from .frozen import frozen_array
@@ -53,7 +54,8 @@ def sweepable(config: ProbeConfig) -> bool:
         and not config.zero_debias and config.share_variables and config.batches is None
 
 
-def sweep(decays: Sequence[float], steps: int = 1, inputs: Any = None,
+@positional_up_to(("decays", "steps", "inputs"))
+def sweep(decays: Sequence[float], steps: int = 1, inputs: Any = None, *,
           shape: Optional[Sequence[int]] = None, seed: int = 0, fused: Optional[bool] = None,
           epsilon: float = DEFAULT_EPSILON, device: str = "auto",
           progress: Optional[Callable[[int], Any]] = None) -> "SweepResult":
@@ -66,6 +68,7 @@ def sweep(decays: Sequence[float], steps: int = 1, inputs: Any = None,
         probe()'s default one (api "contrib", updates in place, NHWC, shared variables, one
         input). Other settings: call probe() per decay.
       progress: called with 1 after each decay (e.g. a tqdm bar's ``update``).
+      Arguments after ``inputs`` are keyword-only.
 
     Returns:
       A SweepResult: ``result[i]`` is the ProbeResult of ``decays[i]``, bit-identical to
@@ -74,9 +77,10 @@ def sweep(decays: Sequence[float], steps: int = 1, inputs: Any = None,
 
     Raises:
       ProbeConfigError: for any invalid argument, with a one-line message, before TensorFlow is
-        imported.
+        imported; also for a fourth positional argument or a shape passed as ``inputs``.
     """
     checked = check_decays(decays)
+    check_not_a_shape(inputs)
     config = ProbeConfig.create(decay=checked[0], inputs=inputs, shape=shape, seed=seed,
                                 fused=fused, steps=steps, epsilon=epsilon, device=device)
     from . import sweep_runner  # imports TensorFlow, so only when a sweep actually runs

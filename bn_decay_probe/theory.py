@@ -141,6 +141,14 @@ def predicted_gaps(x: np.ndarray, decay: float, fused: bool, epsilon: float, ste
     return np.max(np.maximum(*gaps), axis=1)
 
 
+def gap_floor(x: np.ndarray, fused: bool, epsilon: float) -> float:
+    """The smallest max |test - train| the closed form reaches on ``x`` at any decay below 1:
+    the gap once the moving statistics hold the batch's own (decay 0 after one step). 0 up to
+    rounding without the fused kernel; with it, the n/(n-1) variance leaves about
+    max |train output| * (1 - sqrt((n-1)/n)). NaN for one value per channel when fused."""
+    return float(predicted_gaps(x, 0.0, fused, epsilon, 1)[-1])
+
+
 def settled_after(decay: float, cap: int = 10 ** 6) -> int:
     """Steps after which decay**k < 1e-16: the closed form no longer changes in float64."""
     if decay <= 0.0 or decay >= 1.0:

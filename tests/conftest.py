@@ -2,6 +2,7 @@
 ``bn_decay_probe.theory`` so that the tests do not check the package against itself."""
 import functools
 import os
+import re
 import subprocess
 import sys
 
@@ -15,6 +16,19 @@ FUSED = (True, False)
 # C in {1, 3}; H != W and N > 1 in the second so a reduction over the wrong axes shows.
 SHAPES = ((1, 4, 4, 1), (2, 3, 5, 3))
 EPSILON = 1e-3
+
+
+# A TensorFlow C++ log line. TF 1.15: "2026-12-01 11:00:43.485208: W tensorflow/...";
+# TF >= 2.16 (absl): "I0000 00:00:1796130780.265581    6609 port.cc:153] ...".
+TF_LOG_LINE = re.compile(r"^(\S+ \S+: [IWEF] tensorflow/"
+                         r"|[IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ \S+:\d+\] )", re.M)
+
+
+def flat(text):
+    """``text`` with each run of whitespace as one space: reports wrap long lines to the
+    terminal's width (100 columns in a pipe), and what a test reads in them must not depend on
+    where the lines break."""
+    return " ".join(text.split())
 
 
 def channel_inputs(shape, seed=7):

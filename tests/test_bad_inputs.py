@@ -55,6 +55,17 @@ BAD_INPUTS = [
     py("type", 'probe(decay="0.9")', "decay must be a number in [0, 1], got '0.9'"),
     py("type", "probe(decay=True)", "decay must be a number in [0, 1], got True"),
     py("type", "probe(decay=None)", "decay must be a number in [0, 1], got None"),
+    py("position", "probe(0.9, (1, 4, 4, 1))",
+       "inputs (1, 4, 4, 1) is a shape, not an array [N, H, W, C]: pass shape=(1, 4, 4, 1) to "
+       "draw an input of that shape"),
+    py("position", "probe(0.9, None, (1, 4, 4, 1))",
+       "probe() takes decay and inputs by position, the rest by keyword: got (1, 4, 4, 1) as "
+       "argument 3; pass shape=(1, 4, 4, 1)"),
+    py("position", "sweep([0.9], 60, None, (1, 4, 4, 1))",
+       "sweep() takes decays, steps and inputs by position, the rest by keyword: got "
+       "(1, 4, 4, 1) as argument 4; pass shape=(1, 4, 4, 1)"),
+    py("choice", 'set_verbosity("loud")',
+       "verbosity must be one of quiet, default, verbose, got 'loud'"),
     py("type", "probe(inputs=[[1.0], [1.0, 2.0]])",
        "inputs must be a float array [N, H, W, C], got a ragged nested sequence (its rows "
        "differ in length)"),
@@ -222,10 +233,11 @@ def python_outcome(code):
     """[exception class, message] of evaluating ``code``, or ["no error", ""]."""
     import numpy as np
 
-    from bn_decay_probe import probe, semantics_matrix
+    from bn_decay_probe import probe, semantics_matrix, set_verbosity, sweep
 
     try:
-        eval(code, {"np": np, "probe": probe, "semantics_matrix": semantics_matrix})
+        eval(code, {"np": np, "probe": probe, "semantics_matrix": semantics_matrix,
+                    "set_verbosity": set_verbosity, "sweep": sweep})
     except Exception as exc:
         return [type(exc).__name__, str(exc)]
     return ["no error", ""]

@@ -9,6 +9,7 @@ import pytest
 
 from bn_decay_probe import backend
 from bn_decay_probe.matrix import MATRIX_SHAPE, combinations, semantics_matrix
+from bn_decay_probe.report import render_matrix
 from conftest import Reference, backend_name, first_step_within, updates_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,7 +80,7 @@ def test_matrix_json_is_strict_and_complete(matrix):
     data = json.loads(json.dumps(matrix.to_dict(), allow_nan=False))
     assert data["tol"] == 0.01 and data["decays"] == [0.9] and len(data["rows"]) == len(ROWS)
     assert set(data["rows"][0]["measured"]["steps_to_converge"]["0.9"]) == {
-        "tol", "measured", "predicted", "steps_run", "stopped"}
+        "tol", "measured", "predicted", "steps_run", "stopped", "why_never"}
 
 
 def test_cli_matrix_end_to_end():
@@ -89,6 +90,28 @@ def test_cli_matrix_end_to_end():
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith("semantics matrix: input [4, 8, 8, 3] uniform(0, 255) seed 0")
-    keras = [line.split() for line in lines if line.startswith("keras    yes    update_ops")]
-    assert keras == [["keras", "yes", "update_ops", "fused", "NO", "n/(n-1)", "no", "(253.0246)",
-                      "yes", "never", "(8)"]]
+    assert max(len(line) for line in lines) <= 100  # a pipe: the table folds
+    # The row's parts, each after the row's key (api, fused, updates).
+    keras = [line.split()[3:] for line in lines if line.startswith("keras    yes    update_ops")]
+    assert sum(keras, []) == ["fused", "NO", "n/(n-1)", "no", "(253.0246)", "yes", "never", "(8)",
+                              "[1]"]
+    notes = " ".join(out.stdout[out.stdout.index("never within 0.01:"):].split())
+    assert "[1] the update ops never ran" in notes
+
+
+def test_every_never_says_why(matrix):
+    for row in matrix.rows:
+        if row.measured is None:
+            continue
+        m, reason = row.measured, row.measured.convergence[0.9].why_never
+        if m.convergence[0.9].measured is not None:
+            assert reason == ""
+        elif not row.share_variables:
+            assert reason.startswith("the test branch reads its own copy of the variables")
+        else:
+            assert not m.updated
+            assert reason.startswith(("the update ops never ran",
+                                      "the train branch has no moving-average update op"))
+    text = render_matrix(matrix, width=100)
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "never within 0.01:" in text

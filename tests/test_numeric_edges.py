@@ -11,7 +11,7 @@ import pytest
 
 from bn_decay_probe import ProbeResult, probe
 from bn_decay_probe.report import json_document, render_text, to_json
-from conftest import EPSILON, Reference, channel_inputs
+from conftest import EPSILON, Reference, channel_inputs, flat
 
 FUSED = [True, False]
 
@@ -23,7 +23,7 @@ def run(**kwargs):
         r = probe(device="cpu", **kwargs)
         text, page = render_text(r), r._repr_html_()
     for note in r.notes:
-        assert "note: " + note in text and html.escape(note) in page
+        assert flat("note: " + note) in flat(text) and html.escape(note) in page
     rebuilt = ProbeResult.from_dict(json.loads(to_json(json_document([r])))["results"][0])
     assert rebuilt == r and rebuilt.notes == r.notes
     return r

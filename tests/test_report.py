@@ -38,7 +38,7 @@ def test_one_row_per_variable_and_channel_with_the_rules_prediction(result):
 
 
 def test_header_names_what_ran(result):
-    first, second, shared = render_text(result).splitlines()[:3]
+    first, second, shared = render_text(result, width=0).splitlines()[:3]  # lines unwrapped
     assert first == ("decay 0.9 | fused no (requested) | steps 4 | epsilon 0.001 (graph: 0.001) "
                      "| input [2, 3, 5, 3] given (float32, held as float32)")
     assert second == "ran on /device:CPU:0 (device cpu) | TensorFlow %s" % tf_version()

@@ -1,5 +1,5 @@
-"""The blog experiment's five claims (docs/blog-experiment/README.md), each measured for every decay,
-fused and non-fused, C = 1 and C = 3, against the numpy reference in conftest."""
+"""The blog experiment's five claims (docs/blog-experiment/README.md), each measured for every
+decay, fused and non-fused, C = 1 and C = 3, against the numpy reference in conftest."""
 import numpy as np
 import pytest
 
