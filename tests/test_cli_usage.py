@@ -26,6 +26,7 @@ def test_usage_lists_the_subcommands():
     usage = out.stdout[:out.stdout.index("\n\n")]
     assert usage.startswith("usage: run_experiment.py [-h] [--decay D | --decays START:STOP:NUM]")
     assert "\n       run_experiment.py doctor [-h]" in usage and "PATH" in usage
+    assert "\n       run_experiment.py repair [-h]" in usage and "--data FILE" in usage
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,7 @@ def checkpoint(tmp_path_factory):
     ("doctor", "--help"),
     ("doctor", "CHECKPOINT", "--json", "-"),
     ("doctor", "CHECKPOINT"),
+    ("repair", "--help"),
 ], ids=" ".join)
 def test_a_closed_pipe_ends_quietly(args, checkpoint):
     status, stderr = closed_pipe(*[checkpoint if a == "CHECKPOINT" else a for a in args])

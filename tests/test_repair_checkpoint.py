@@ -161,7 +161,23 @@ def test_doctor_finds_nothing_after_repair(repaired):
     model, out, _, _, _ = repaired
     codes = {f.code for f in diagnose_checkpoint(model).findings}
     assert codes == {"NEVER_UPDATED"}
-    assert diagnose_checkpoint(out).clean
+    after = diagnose_checkpoint(out)
+    # 3 steps at decay 0.999 would be PARTLY_CONVERGED by step count, but the repair's marker
+    # says the statistics are the data's
+    assert after.clean, after.findings
+    assert any("2 layer(s) recalibrated from data" in note for note in after.notes)
+    assert after.not_checked == ()
+
+
+def test_doctor_still_judges_the_layers_a_repair_left_out(model, tmp_path):
+    np.save(tmp_path / "d.npy", data(16))
+    out = str(tmp_path / "half")
+    recalibrate_checkpoint(model, str(tmp_path / "d.npy"), out, layers=["block1/BatchNorm"])
+    findings = {(f.layer, f.code) for f in diagnose_checkpoint(out).findings}
+    assert findings == {("block0/BatchNorm", "NEVER_UPDATED")}
+    copy = tensors(out)
+    marker = json.loads(np.asarray(copy[files.MARKER_KEY]).item())
+    assert marker["keys"] == ["block1/BatchNorm/moving_mean", "block1/BatchNorm/moving_variance"]
 
 
 def test_gap_closes(repaired):
@@ -269,6 +285,23 @@ def test_cli_json_to_stdout(model, tmp_path):
     document = json.loads(done.stdout)
     assert (document["batches"], document["rows"], document["gaps"]) == (1, 8, [])
     assert "gap_batches is 0" in " ".join(document["notes"])
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json", "-"]], ids=["text", "json"])
+def test_cli_a_closed_pipe_ends_quietly(model, tmp_path, json_flag):
+    """A reader that has gone (``| head``) ends the repair with 141, as SIGPIPE ends a filter,
+    and no traceback; the copy is complete, since the report is written after it."""
+    np.save(tmp_path / "d.npy", data(16))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bn_decay_probe", "repair", model, "--data",
+         str(tmp_path / "d.npy"), "--out", str(tmp_path / "o"), "--quiet"] + json_flag,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT)
+    process.stdout.close()
+    stderr = process.stderr.read()
+    process.wait()
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    assert process.returncode == 141
+    assert "block0/BatchNorm/moving_mean" in tensors(str(tmp_path / "o"))
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 object-based checkpoints) the variable names behind its keys."""
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -16,6 +17,9 @@ MOVING = ("moving_mean", "moving_variance")
 # Keys of object-based checkpoints (tf.train.Checkpoint, Keras save_weights) end in this.
 OBJECT_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
+# A string tensor a repaired copy holds in addition (JSON: the keys recalibrated, batches, rows),
+# so that the doctor can tell statistics recomputed from data from trained ones.
+MARKER_KEY = "bn_decay_probe/repair"
 # A checkpoint's own files; their prefix is the checkpoint.
 _CHECKPOINT_FILE = re.compile(r"\.(index|meta|data-\d{5}-of-\d{5})$")
 
@@ -31,6 +35,13 @@ class CheckpointContents:
     # object-based checkpoints: layer key ("layer_with_weights-3") -> the variables' own prefix
     # ("bn_Conv1"), from the object graph the checkpoint stores
     variable_prefixes: Dict[str, str] = field(default_factory=dict)
+    # what `bn-decay-probe repair` wrote into the copy, if this is one (MARKER_KEY)
+    repair: Optional[Dict[str, Any]] = None
+
+    def recalibrated(self, key: str) -> bool:
+        """Whether the repair recomputed this layer's statistics from data."""
+        replaced = {plain_name(k) for k in (self.repair or {}).get("keys", ())}
+        return all("%s/%s" % (key, short) in replaced for short in MOVING)
 
 
 def existing_prefix(path: Any) -> str:
@@ -89,6 +100,7 @@ def read_checkpoint(tf1: Any, prefix: str) -> CheckpointContents:
                     counters[name] = int(value)
         object_graph = (reader.get_tensor(_OBJECT_GRAPH) if reader.has_tensor(_OBJECT_GRAPH)
                         else None)
+        repair = _repair_marker(reader.get_tensor(MARKER_KEY)) if MARKER_KEY in shapes else None
     except tf1.errors.OpError as exc:
         raise ProbeConfigError("%s is not a readable TensorFlow checkpoint (%s); give the prefix "
                                "of a checkpoint written by tf.train.Saver"
@@ -100,7 +112,16 @@ def read_checkpoint(tf1: Any, prefix: str) -> CheckpointContents:
                                "named .../moving_mean and .../moving_variance" % prefix)
     names = _variable_prefixes(object_graph) if object_graph is not None else {}
     return CheckpointContents(prefix, statistics, counters,
-                              {key: names[key] for key in statistics if key in names})
+                              {key: names[key] for key in statistics if key in names}, repair)
+
+
+def _repair_marker(value: Any) -> Optional[Dict[str, Any]]:
+    """The repair's JSON record; None when the tensor is not one (then nothing is assumed)."""
+    try:
+        marker = json.loads(np.asarray(value).item())
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return None
+    return marker if isinstance(marker, dict) else None
 
 
 def _variable_prefixes(serialized: bytes) -> Dict[str, str]:

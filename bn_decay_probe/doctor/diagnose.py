@@ -83,10 +83,18 @@ def diagnose_checkpoint(path: Any, decay: Any = None, threshold: Any = DEFAULT_T
         layer = _facts(variable_prefix, mean.size, in_graph.get(variable_prefix), run, decay,
                        fed_true=False)
         layer.mean, layer.variance = mean, variance
+        layer.recalibrated = contents.recalibrated(key)
         position = list(in_graph).index(variable_prefix) if variable_prefix in in_graph else None
         layer.sort_key = (position is None, position or 0, natural_key(key))
         facts.append((layer, key if key != variable_prefix else None))
     facts.sort(key=lambda item: item[0].sort_key)
+    recalibrated = sum(layer.recalibrated for layer, _ in facts)
+    if recalibrated:
+        notes.append("%d layer(s) recalibrated from data by bn-decay-probe repair (%s batch(es), "
+                     "%s row(s)): their statistics are the data's, so NEVER_UPDATED and "
+                     "PARTLY_CONVERGED (step count x decay) do not apply to them"
+                     % (recalibrated, contents.repair.get("batches", "?"),
+                        contents.repair.get("rows", "?")))
     step_count = choose_step_count(contents.step_counters, steps)
     return _diagnosis("checkpoint", prefix, step_count, decay, threshold, facts, [], notes,
                       prefix + ".meta" if graph is not None else None)
@@ -258,7 +266,7 @@ def _diagnosis(source: str, path: Optional[str], steps: StepCount, decay: Option
     findings = value_findings(layers, steps.value, threshold) + wiring
     with_value_finding = {f.layer for f in findings}
     unchecked = [layer for layer in layers if layer.read and layer.name not in with_value_finding
-                 and not can_check_convergence(layer, steps.value)]
+                 and not layer.recalibrated and not can_check_convergence(layer, steps.value)]
     decay_hint = ("not a constant in the graph" if source == "graph" else
                   "not a constant in the .meta graph" if graph_source else
                   "no .meta graph beside the checkpoint")

@@ -50,6 +50,9 @@ class LayerFacts:
     keras_learning_phase: bool = False
     switch_fed_true: bool = False  # the train step feeds the switch True (Model.fit)
     sort_key: Tuple = field(default_factory=tuple)
+    # recomputed from data by `bn-decay-probe repair`: the values are the data's, not the
+    # outcome of training steps, so NEVER_UPDATED and PARTLY_CONVERGED do not apply
+    recalibrated: bool = False
 
     @property
     def read(self) -> bool:
@@ -68,7 +71,8 @@ def value_findings(layers: Sequence[LayerFacts], steps: Optional[int],
         if not layer.read:
             continue
         finding = ((_inference_mode(layer) if steps != 0 else None) or _bad_variance(layer)
-                   or (_never_updated(layer, trained) if is_initial(layer) else None)
+                   or (_never_updated(layer, trained)
+                       if is_initial(layer) and not layer.recalibrated else None)
                    or (_partly_converged(layer, steps, threshold)
                        if can_check_convergence(layer, steps) else None))
         if finding is not None:
@@ -78,7 +82,8 @@ def value_findings(layers: Sequence[LayerFacts], steps: Optional[int],
 
 def can_check_convergence(layer: LayerFacts, steps: Optional[int]) -> bool:
     # A step counter at 0 with moved statistics means the optimizer did not count steps.
-    return steps is not None and steps > 0 and layer.decay is not None
+    return (steps is not None and steps > 0 and layer.decay is not None
+            and not layer.recalibrated)
 
 
 def is_initial(layer: LayerFacts) -> bool:

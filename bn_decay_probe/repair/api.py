@@ -130,7 +130,7 @@ def recalibrate_checkpoint(checkpoint: Any, batches: Any, out: Any, inputs: Any 
                 replacements[key] = value.reshape(variable.shape.as_list())
         marker = {"bn_decay_probe": __version__, "layers": [l.name for l in plan.active],
                   "batches": measured.batches, "rows": measured.rows,
-                  "variance": "population"}
+                  "variance": "population", "keys": sorted(replacements)}
         files.write_copy(tf1, prefix, out, replacements, marker, overwrite)
     return _result("checkpoint", prefix, out, plan, measured, notes,
                    time.perf_counter() - started)

@@ -20,13 +20,11 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from ..doctor.checkpoint_reader import MARKER_KEY
 from ..errors import ProbeConfigError
 
 # A checkpoint's own files; their prefix is the checkpoint.
 _CHECKPOINT_FILE = re.compile(r"\.(index|meta|data-\d{5}-of-\d{5})$")
-# A string tensor the copy holds in addition: what was recalibrated (JSON), so that a later
-# reader (the doctor) can tell recalibrated statistics from trained ones.
-MARKER_KEY = "bn_decay_probe/repair"
 
 
 def input_prefix(path: Any) -> str:
