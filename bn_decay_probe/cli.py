@@ -25,7 +25,7 @@ from .config import (APIS, DATA_FORMATS, DEFAULT_EPSILON, DEFAULT_SHAPE, DEVICES
 from .cli_support import Parser, check_writable, fail
 from .errors import DeviceFallbackWarning, ProbeConfigError
 from .matrix import MATRIX_DECAYS, MATRIX_SHAPE, MATRIX_TOL
-from .sweep import SweepResult, sweepable
+from .sweep import SweepResult, measure
 
 DEFAULT_DECAYS = (0.0, 1.0)  # the seed experiment's two values
 
@@ -270,19 +270,9 @@ def _note_once(notices: List[str], notice: Optional[str]) -> None:
 
 
 def _measure(config: ProbeConfig, decays: Sequence[float], show_progress: bool) -> SweepResult:
-    """Every decay of ``decays`` with ``config``: through one sweep graph when sweep runs the
-    layer, else one probe() per decay."""
-    from . import runner, sweep_runner
-
+    """Every decay of ``decays`` with ``config`` (sweep.measure: one graph for all of them)."""
     with progress.bar(len(decays), show_progress) as update:
-        if sweepable(config):
-            return SweepResult(sweep_runner.run(config, decays, update))
-        results = []
-        for decay in decays:
-            results.append(runner.run(dataclasses.replace(config, decay=decay)))
-            if update:
-                update(1)
-    return SweepResult(tuple(results))
+        return SweepResult(measure(config, decays, update))
 
 
 def _matrix(decays: Sequence[float], shape: Tuple[int, ...], seed: int, device: str,

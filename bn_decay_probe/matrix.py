@@ -7,6 +7,7 @@ the closed form's prediction. A few extra rows build each API without shared var
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
@@ -18,6 +19,7 @@ from .config import (APIS, UPDATES, ProbeConfig, check_decay, check_device, chec
 from .errors import ProbeConfigError
 from .frozen import FrozenDict
 from .result import Convergence, ProbeResult
+from .sweep import sweepable
 
 MATRIX_DECAYS = (0.9, 0.99, 0.999)
 MATRIX_SHAPE = (4, 8, 8, 3)  # n = 256 per channel: the fused n/(n-1) gap stays below tol
@@ -103,30 +105,49 @@ def combinations() -> Tuple[Tuple[str, bool, str, bool, bool], ...]:
 def measure_row(api: str, fused: bool, updates: str, share: bool, trainable: bool,
                 decays: Sequence[float], tol: float, shape: Tuple[int, ...], seed: int,
                 device: str) -> MatrixRow:
-    from . import runner
-
-    def config(decay: float) -> ProbeConfig:
-        return ProbeConfig.create(decay=decay, shape=shape, seed=seed, fused=fused,
-                                  device=device, api=api, updates=updates,
-                                  share_variables=share, trainable=trainable)
-
+    """One row: its layer at decay 0 after one train step, and the steps to converge at each of
+    ``decays``. A layer the sweep runs (sweep.sweepable) measures them all in one graph, decay 0
+    being one more column; another takes a probe and a convergence run per decay."""
+    config = ProbeConfig.create(decay=0.0, shape=shape, seed=seed, fused=fused, device=device,
+                                api=api, updates=updates, share_variables=share,
+                                trainable=trainable)
     key = (api, fused, updates, share, trainable)
     try:
-        zero: ProbeResult = runner.run(config(0.0))
+        if sweepable(config):
+            from . import sweep_runner
+
+            columns = tuple(dict.fromkeys((0.0,) + tuple(decays)))  # decay 0 first, each once
+            first, converged = sweep_runner.converge(config, columns, tol, MAX_STEPS_FACTOR)
+            fed = first.fed_variance
+            measured = (first.fused, first.updated[0], None if fed is None else fed[0],
+                        float(first.gap[0]), first.branches_share_variables)
+            convergence = {d: converged[columns.index(d)] for d in decays}
+        else:
+            zero, convergence = _one_by_one(config, decays, tol)
+            measured = (zero.fused, zero.moving_statistics_updated,
+                        zero.batch_statistics.get("moving_variance"),
+                        float(zero.trajectory["gap"][-1]), zero.branches_share_variables)
     except ProbeConfigError as exc:
         return MatrixRow(*key, None, str(exc))
+    fused_, updated, fed_variance, gap, shared = measured
+    return MatrixRow(*key, RowMeasurement(
+        fused_, updated, variance_kind(fed_variance, config.inputs), gap <= EQUAL_TOL, gap,
+        shared, FrozenDict(convergence)))
+
+
+def _one_by_one(config: ProbeConfig, decays: Sequence[float],
+                tol: float) -> Tuple[ProbeResult, Dict[float, Convergence]]:
+    from . import runner
+
+    zero = runner.run(config)
     convergence = {}
     for decay in decays:
         predicted = theory.predicted_steps_to_converge(zero.inputs, decay, zero.fused,
                                                        zero.epsilon["train"], tol)
         budget = MAX_STEPS_FACTOR * (predicted or theory.settled_after(decay))
-        convergence[decay] = runner.converge(config(decay), tol, budget)
-    gap = float(zero.trajectory["gap"][-1])
-    return MatrixRow(*key, RowMeasurement(
-        zero.fused, zero.moving_statistics_updated,
-        variance_kind(zero.batch_statistics.get("moving_variance"), zero.inputs),
-        gap <= EQUAL_TOL,
-        gap, zero.branches_share_variables, FrozenDict(convergence)))
+        convergence[decay] = runner.converge(dataclasses.replace(config, decay=decay), tol,
+                                             budget)
+    return zero, convergence
 
 
 def semantics_matrix(decays: Sequence[float] = MATRIX_DECAYS, tol: float = MATRIX_TOL,

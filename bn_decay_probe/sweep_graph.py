@@ -1,0 +1,189 @@
+"""Builds the sweep's graph: the layer of a ProbeConfig for many decays at once.
+
+Batch norm treats every channel on its own, so the input is tiled along the channel axis, one
+copy of its C channels per decay, and the decay is a fed per-channel tensor: copy j of the
+channels is the layer at decay j, and one ``Session.run`` steps every decay. The layer is the
+API's own, built by ``apis`` exactly as probe() builds it, in a graph built in the same order, so
+its variables (of the same kind) and update ops have probe()'s names. Nothing writes a variable
+after the train step within a run, so its reads, ordered by control dependencies, see the values
+the step left.
+
+One run of a step is the chain train step -> read every variable -> test output -> read every
+variable again.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from . import apis, backend, graph
+from .config import ProbeConfig
+
+# Float32 values of the inputs of one chunk of decays (4 MiB): a chunk's tiled tensors stay
+# this small, so a sweep's working memory is bounded whatever the number of decays. An input
+# larger than this runs one decay per chunk, as probe() runs it.
+MAX_TILED_VALUES = 1 << 20
+
+
+def copies_per_chunk(config: ProbeConfig, decays: int) -> int:
+    """How many decays share one graph: as many as fit in MAX_TILED_VALUES, spread evenly over
+    the chunks so that the last one is not mostly padding."""
+    per_copy = int(np.prod(config.shape)) * (1 + (0 if config.batches is None
+                                                  else len(config.batches)))
+    most = max(1, min(decays, MAX_TILED_VALUES // per_copy))
+    chunks = -(-decays // most)
+    return -(-decays // chunks)
+
+
+@dataclasses.dataclass
+class SweepGraph:
+    """The built graph and what the runner fetches. Internal: holds live TF objects."""
+
+    graph: Any
+    feeds: Dict[Any, np.ndarray]  # placeholder -> the array it initializes (fed once)
+    holders: List[Any]  # initialize the held inputs (once)
+    initializers: List[Any]  # set every layer variable to its initial value (per chunk)
+    initial: List[Any]  # the values those initializers assign, in ``variables`` order
+    decay: Any  # float64 placeholder [copies * C]: decay j in channels j*C .. (j+1)*C - 1
+    batch_index: Optional[Any]  # int32 placeholder choosing the train batch, with batches
+    copies: int
+    channels: int  # C of one copy
+    variables: List[Any]  # every layer variable, sorted by name
+    train_output: Any
+    test_output: Any
+    after_train: List[Any]  # a read of each variable, after the train step
+    after_test: List[Any]  # a read of each variable, after the test output
+    # float32 max |test - train| of each copy and whether a difference is NaN: a cheap screen
+    # for converge, which takes the exact (float64) gap from the outputs when it is near tol.
+    screen: Tuple[Any, Any]
+    fed: Dict[str, Any]  # "moving_mean"/"moving_variance" -> statistic fed [copies * C]
+    factors: Dict[str, Any]  # the same -> 1 - decay as the graph holds it [copies * C]
+    branch_ops: Dict[str, frozenset]
+    branch_variables: Dict[str, Tuple[str, ...]]
+    fused: Dict[str, bool]
+    epsilon: Dict[str, float]
+    update_ops: Tuple[str, ...]
+    # True when no variable either output reads is written by a train step: then the gap after
+    # every step is the gap after the first (unshared branches, updates that never run).
+    gap_is_constant: bool
+    # Which decay values to feed: the API turns a Python decay into 1 - decay in float32 on
+    # this path (apis.decay_in_float32), so the fed float64 decay is rounded to float32 first.
+    decay_in_float32: bool
+
+    def decay_values(self, decays: Tuple[float, ...]) -> np.ndarray:
+        """The fed tensor for ``copies`` decays: each repeated over its C channels."""
+        values = np.asarray(decays, np.float64)
+        if self.decay_in_float32:
+            values = values.astype(np.float32).astype(np.float64)
+        return np.repeat(values, self.channels)
+
+
+def _hold_tiled(tf1: Any, feeds: Dict[Any, np.ndarray], name: str, array: np.ndarray,
+                copies: int, channel_axis: int) -> Any:
+    """graph.hold_input for ``copies`` copies of ``array`` side by side along ``channel_axis``:
+    the variable is initialized with the tiled array, computed in the graph from the fed one,
+    so a step reads it instead of tiling it again."""
+    if copies == 1:
+        return graph.hold_input(tf1, feeds, name, array)
+    placeholder = tf1.placeholder(tf1.float32, array.shape, name=name + "/value")
+    feeds[placeholder] = array
+    multiples = [1] * array.ndim
+    multiples[channel_axis] = copies
+    held = tf1.Variable(tf1.tile(placeholder, multiples), trainable=False,
+                        collections=[graph.HELD], name=name + "/held", use_resource=True)
+    return held.read_value()
+
+
+def build(config: ProbeConfig, copies: int, target: str) -> SweepGraph:
+    """A fresh tf.Graph running the layer of ``config`` for ``copies`` decays, under the device
+    ``target``. Raises graph.UnsharedVariablesError as graph.build does."""
+    channels = config.channels
+    tiled_shape = config.shape[:3] + (channels * copies,)
+    with backend.quiet() as tf1:
+        g = tf1.Graph()
+        with g.as_default(), tf1.device(target):
+            # The same construction order as graph.build: the same names.
+            feeds: Dict[Any, np.ndarray] = {}
+            axis = 3 if config.data_format == "NHWC" else 1
+            test_input = _hold_tiled(tf1, feeds, "input", graph.layout(config, config.inputs),
+                                     copies, axis)
+            batch_index = None
+            train_input = test_input
+            if config.batches is not None:
+                batches = _hold_tiled(tf1, feeds, "batches",
+                                      graph.layout(config, config.batches), copies, axis + 1)
+                batch_index = tf1.placeholder(tf1.int32, [], name="batch_index")
+                train_input = tf1.gather(batches, batch_index, name="train_input")
+            decay = tf1.placeholder(tf1.float64, [channels * copies], name="decay")
+            inputs = {"train": train_input, "test": test_input}
+            # ProbeConfig does not validate on construction; this one carries the tensor and
+            # the tiled channels the builders size their variables by.
+            layer = apis.builder(tf1, dataclasses.replace(config, decay=decay,
+                                                          shape=tiled_shape))
+            branches, branch_ops = {}, {}
+            start = len(g.get_operations())
+            branches["train"] = layer.branch(inputs["train"], "train")
+            branch_ops["train"] = frozenset(op.name for op in g.get_operations()[start:])
+            train_step = graph.train_step(tf1, config, branches["train"])
+            reads: Dict[str, Any] = {}
+            with tf1.control_dependencies([train_step]):
+                for v in tf1.global_variables():
+                    reads[v.name] = v.read_value()
+            start = len(g.get_operations())
+            with tf1.control_dependencies(list(reads.values())):
+                branches["test"] = layer.branch(inputs["test"], "test")
+            branch_ops["test"] = frozenset(op.name for op in g.get_operations()[start:])
+            variables = sorted(tf1.global_variables(), key=lambda v: v.name)
+            with tf1.control_dependencies([train_step]):  # unshared: the test branch's own
+                for v in variables:
+                    if v.name not in reads:
+                        reads[v.name] = v.read_value()
+            after_train = [reads[v.name] for v in variables]
+            update_ops = tuple(u.name for u in tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
+            test_output = branches["test"].output
+            with tf1.control_dependencies([test_output]):
+                after_test = [v.read_value() for v in variables]
+            screen = _screen(tf1, test_output, train_step, config, copies)
+            holders = [v.initializer for v in graph.held_variables(g)]
+            initial = [v.initial_value for v in variables]
+            initializers = [v.initializer for v in variables]
+        g.finalize()
+
+    by_name = {v.name: v for v in variables}
+    by_op = {v.op.name: v for v in variables}
+    branch_variables = {phase: graph.variables_read(g, branch_ops[phase], by_op)
+                        for phase in graph.PHASES}
+    if config.share_variables and not graph.shares_variables(branch_variables):
+        raise graph.UnsharedVariablesError(
+            "train and test branches do not share their variables: train reads %s, test reads %s"
+            % (list(branch_variables["train"]), list(branch_variables["test"])))
+    fed, factors = {}, {}
+    for name in graph.MOVING:
+        variable = graph.find_variable(by_name, branch_variables["train"], name)
+        found = graph.moving_average_inputs(g, branch_ops["train"], variable)
+        if found:
+            fed[name], factors[name] = found
+    fused = {p: graph.is_fused(g, branch_ops[p]) for p in graph.PHASES}
+    written = graph.written_variables(train_step)
+    read = graph.variables_feeding([branches["train"].output, test_output])
+    return SweepGraph(
+        g, feeds, holders, initializers, initial, decay, batch_index, copies, channels,
+        variables, train_step, test_output, after_train, after_test, screen, fed, factors,
+        branch_ops, branch_variables, fused,
+        {p: graph.epsilon_of(g, branch_ops[p]) for p in graph.PHASES}, update_ops,
+        not (written & read), apis.decay_in_float32(config, fused["train"]))
+
+
+
+def _screen(tf1: Any, test: Any, train: Any, config: ProbeConfig, copies: int) -> Tuple[Any, Any]:
+    """max |test - train| of each copy in float32, and whether any difference is NaN (which
+    TensorFlow's reduce_max skips and numpy's max returns)."""
+    difference = tf1.abs(test - train)
+    if config.data_format == "NHWC":
+        grouped, axes = tf1.reshape(difference, [-1, copies, config.channels]), [0, 2]
+    else:
+        grouped = tf1.reshape(difference, [config.shape[0], copies, config.channels, -1])
+        axes = [0, 2, 3]
+    return tf1.reduce_max(grouped, axes), tf1.reduce_any(tf1.is_nan(grouped), axes)
