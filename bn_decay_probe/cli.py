@@ -3,10 +3,8 @@
 Arguments are validated before TensorFlow is imported, so bad input fails in milliseconds with
 one line on stderr and exit status 2.
 
-The decays run through sweep (one graph, the decay a fed tensor) when the layer is probe()'s
-default one (contrib, updates in place, NHWC, shared variables, one input: sweep.sweepable);
-any other --api, --updates, --data-format, --zero-debias, --unshared or --batches runs one
-probe() per decay, as before. Either way each decay's result, text and JSON are the same.
+The decays run through sweep.measure: one graph for all of them, each train step one
+Session.run (the input tiled along its channels, one copy per decay), whatever the settings.
 """
 from __future__ import annotations
 
@@ -56,11 +54,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     parser = Parser(prog=prog, description=(
         "Run a batch-norm layer in train then test mode for each decay and show how "
         "moving_mean and moving_variance change."), epilog=(
-        "The decays share one graph (the decay fed as a tensor) for the default layer: api "
-        "contrib, updates inplace, NHWC, shared variables, one input; any other --api, "
-        "--updates, --data-format, --zero-debias, --unshared or --batches builds a graph per "
-        "decay. The numbers are the same either way. Subcommand: 'doctor PATH' diagnoses the "
-        "batch norm in your own checkpoint (see 'doctor --help')."))
+        "The decays share one graph, each train step one run for all of them, whatever the "
+        "settings. Subcommand: 'doctor PATH' diagnoses the batch norm in your own checkpoint "
+        "(see 'doctor --help')."))
     decays = parser.add_mutually_exclusive_group()
     decays.add_argument("--decay", type=float, action="append", metavar="D",
                         help="moving-average decay in [0, 1]; repeat for several, one report "

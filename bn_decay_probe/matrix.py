@@ -1,15 +1,19 @@
 """The semantics matrix: one row per api x fused x updates, every cell measured in this run.
 
-Per row: a probe at decay 0 (did the moving statistics move, which variance fed them, does the
-test output equal the train output, do the branches share variables), then, per decay, train
-steps until the test output is within ``tol`` of the train output (runner.converge), next to
-the closed form's prediction. A few extra rows build each API without shared variables.
+Per row: one train step at decay 0 (did the moving statistics move, which variance fed them,
+does the test output equal the train output, do the branches share variables), then, per
+decay, train steps until the test output is within ``tol`` of the train output, next to the
+closed form's prediction. A few extra rows build each API without shared variables or with
+trainable=False. A row's decays all run in one graph (sweep_runner.converge), decay 0 among
+them, each stopping as soon as its answer is decided.
 """
 from __future__ import annotations
 
 import dataclasses
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -27,6 +31,7 @@ MATRIX_TOL = 0.01
 EQUAL_TOL = 1e-4  # "test == train": within float32 noise, far below a fused n/(n-1) gap
 MAX_STEPS_FACTOR = 3  # a convergence run stops at 3x the predicted step (or frozen state)
 FUSED = (True, False)
+THREADS = 4  # rows measured at once, at most one per core
 
 
 @dataclass(frozen=True)
@@ -102,41 +107,49 @@ def combinations() -> Tuple[Tuple[str, bool, str, bool, bool], ...]:
     return tuple(grid + [(api, True, "inplace", True, False) for api in APIS if api != "nn"])
 
 
+class _AtDecay0(NamedTuple):
+    """What one train step at decay 0 measured: the rest of a RowMeasurement."""
+
+    fused: bool
+    updated: bool
+    fed_variance: Optional[np.ndarray]  # None: no moving-average update op
+    gap: float
+    shared: bool
+
+
 def measure_row(api: str, fused: bool, updates: str, share: bool, trainable: bool,
                 decays: Sequence[float], tol: float, shape: Tuple[int, ...], seed: int,
                 device: str) -> MatrixRow:
-    """One row: its layer at decay 0 after one train step, and the steps to converge at each of
-    ``decays``. A layer the sweep runs (sweep.sweepable) measures them all in one graph, decay 0
-    being one more column; another takes a probe and a convergence run per decay."""
+    """One row: its layer after one train step at decay 0, and the steps to converge at each
+    of ``decays``. A layer the sweep runs (sweep.sweepable) measures all of them in one graph,
+    decay 0 being one more column; another takes a probe and a convergence run per decay."""
     config = ProbeConfig.create(decay=0.0, shape=shape, seed=seed, fused=fused, device=device,
                                 api=api, updates=updates, share_variables=share,
                                 trainable=trainable)
     key = (api, fused, updates, share, trainable)
     try:
-        if sweepable(config):
-            from . import sweep_runner
-
-            columns = tuple(dict.fromkeys((0.0,) + tuple(decays)))  # decay 0 first, each once
-            first, converged = sweep_runner.converge(config, columns, tol, MAX_STEPS_FACTOR)
-            fed = first.fed_variance
-            measured = (first.fused, first.updated[0], None if fed is None else fed[0],
-                        float(first.gap[0]), first.branches_share_variables)
-            convergence = {d: converged[columns.index(d)] for d in decays}
-        else:
-            zero, convergence = _one_by_one(config, decays, tol)
-            measured = (zero.fused, zero.moving_statistics_updated,
-                        zero.batch_statistics.get("moving_variance"),
-                        float(zero.trajectory["gap"][-1]), zero.branches_share_variables)
+        zero, convergence = (_swept if sweepable(config) else _one_by_one)(config, decays, tol)
     except ProbeConfigError as exc:
         return MatrixRow(*key, None, str(exc))
-    fused_, updated, fed_variance, gap, shared = measured
     return MatrixRow(*key, RowMeasurement(
-        fused_, updated, variance_kind(fed_variance, config.inputs), gap <= EQUAL_TOL, gap,
-        shared, FrozenDict(convergence)))
+        zero.fused, zero.updated, variance_kind(zero.fed_variance, config.inputs),
+        zero.gap <= EQUAL_TOL, zero.gap, zero.shared, FrozenDict(convergence)))
+
+
+def _swept(config: ProbeConfig, decays: Sequence[float],
+           tol: float) -> Tuple[_AtDecay0, Dict[float, Convergence]]:
+    from . import sweep_runner
+
+    columns = tuple(dict.fromkeys((0.0,) + tuple(decays)))  # decay 0 first, each once
+    first, converged = sweep_runner.converge(config, columns, tol, MAX_STEPS_FACTOR)
+    return _AtDecay0(first.fused, first.updated[0],
+                     None if first.fed_variance is None else first.fed_variance[0],
+                     float(first.gap[0]), first.branches_share_variables), \
+        {d: converged[columns.index(d)] for d in decays}
 
 
 def _one_by_one(config: ProbeConfig, decays: Sequence[float],
-                tol: float) -> Tuple[ProbeResult, Dict[float, Convergence]]:
+                tol: float) -> Tuple[_AtDecay0, Dict[float, Convergence]]:
     from . import runner
 
     zero = runner.run(config)
@@ -147,23 +160,32 @@ def _one_by_one(config: ProbeConfig, decays: Sequence[float],
         budget = MAX_STEPS_FACTOR * (predicted or theory.settled_after(decay))
         convergence[decay] = runner.converge(dataclasses.replace(config, decay=decay), tol,
                                              budget)
-    return zero, convergence
+    return _AtDecay0(zero.fused, zero.moving_statistics_updated,
+                     zero.batch_statistics.get("moving_variance"),
+                     float(zero.trajectory["gap"][-1]), zero.branches_share_variables), \
+        convergence
 
 
 def semantics_matrix(decays: Sequence[float] = MATRIX_DECAYS, tol: float = MATRIX_TOL,
                      shape: Tuple[int, ...] = MATRIX_SHAPE, seed: int = 0,
                      device: str = "auto",
                      progress: Optional[Callable[[str], None]] = None) -> SemanticsMatrix:
+    """Every row of combinations(), measured in this run. The rows run on up to THREADS threads
+    (each its own graph and session; TensorFlow releases the GIL while a step runs), in order
+    in the result; ``progress`` is told each row as it starts."""
     from . import backend
 
     # Checked here, before the first row runs (and before TensorFlow is imported).
     decays = tuple(check_decay(d) for d in decays)
     tol, shape, seed = check_tol(tol), check_shape(shape), check_seed(seed)
     device = check_device(device)
-    rows = []
-    for combination in combinations():
+    backend.tensorflow()  # imported once, before any thread needs it
+
+    def row(combination: Tuple[str, bool, str, bool, bool]) -> MatrixRow:
         if progress:
             progress("api=%s fused=%s updates=%s share_variables=%s trainable=%s" % combination)
-        rows.append(measure_row(*combination, decays, tol, shape, seed, device))
-    return SemanticsMatrix(tuple(rows), tuple(decays), tol, tuple(shape), seed,
-                           backend.versions())
+        return measure_row(*combination, decays, tol, shape, seed, device)
+
+    with ThreadPoolExecutor(max(1, min(THREADS, os.cpu_count() or 1))) as pool:
+        rows = tuple(pool.map(row, combinations()))
+    return SemanticsMatrix(rows, tuple(decays), tol, tuple(shape), seed, backend.versions())

@@ -14,7 +14,7 @@ variable again.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -46,7 +46,9 @@ class SweepGraph:
     holders: List[Any]  # initialize the held inputs (once)
     initializers: List[Any]  # set every layer variable to its initial value (per chunk)
     initial: List[Any]  # the values those initializers assign, in ``variables`` order
-    decay: Any  # float64 placeholder [copies * C]: decay j in channels j*C .. (j+1)*C - 1
+    # float64 placeholder [copies * C] (decay j in channels j*C .. (j+1)*C - 1), fed each run;
+    # None when the graph holds its decays as a constant (then folded into 1 - decay)
+    decay: Optional[Any]
     batch_index: Optional[Any]  # int32 placeholder choosing the train batch, with batches
     copies: int
     channels: int  # C of one copy
@@ -55,8 +57,9 @@ class SweepGraph:
     test_output: Any
     after_train: List[Any]  # a read of each variable, after the train step
     after_test: List[Any]  # a read of each variable, after the test output
-    # float32 max |test - train| of each copy and whether a difference is NaN: a cheap screen
-    # for converge, which takes the exact (float64) gap from the outputs when it is near tol.
+    # float32 max |test - train| of each copy, and a sum that is NaN where a difference is: a
+    # cheap screen for converge, which takes the exact (float64) gap from the outputs when it
+    # is near tol.
     screen: Tuple[Any, Any]
     fed: Dict[str, Any]  # "moving_mean"/"moving_variance" -> statistic fed [copies * C]
     factors: Dict[str, Any]  # the same -> 1 - decay as the graph holds it [copies * C]
@@ -72,12 +75,18 @@ class SweepGraph:
     # this path (apis.decay_in_float32), so the fed float64 decay is rounded to float32 first.
     decay_in_float32: bool
 
-    def decay_values(self, decays: Tuple[float, ...]) -> np.ndarray:
-        """The fed tensor for ``copies`` decays: each repeated over its C channels."""
-        values = np.asarray(decays, np.float64)
-        if self.decay_in_float32:
-            values = values.astype(np.float32).astype(np.float64)
-        return np.repeat(values, self.channels)
+    def decay_values(self, decays: Sequence[float]) -> np.ndarray:
+        """The fed tensor for at most ``copies`` decays (the rest of the chunk repeats the
+        last): each repeated over its C channels."""
+        return _decay_values(decays, self.copies, self.channels, self.decay_in_float32)
+
+
+def _decay_values(decays: Sequence[float], copies: int, channels: int,
+                  in_float32: bool) -> np.ndarray:
+    values = np.asarray(tuple(decays) + (decays[-1],) * (copies - len(decays)), np.float64)
+    if in_float32:
+        values = values.astype(np.float32).astype(np.float64)
+    return np.repeat(values, channels)
 
 
 def _hold_tiled(tf1: Any, feeds: Dict[Any, np.ndarray], name: str, array: np.ndarray,
@@ -96,9 +105,21 @@ def _hold_tiled(tf1: Any, feeds: Dict[Any, np.ndarray], name: str, array: np.nda
     return held.read_value()
 
 
-def build(config: ProbeConfig, copies: int, target: str) -> SweepGraph:
+def build(config: ProbeConfig, copies: int, target: str,
+          decays: Optional[Sequence[float]] = None) -> SweepGraph:
     """A fresh tf.Graph running the layer of ``config`` for ``copies`` decays, under the device
-    ``target``. Raises graph.UnsharedVariablesError as graph.build does."""
+    ``target``: ``decays`` held as a constant (TensorFlow then computes 1 - decay once, not at
+    every run), or, without them, fed at each run. Raises graph.UnsharedVariablesError as
+    graph.build does."""
+    in_float32 = apis.decay_in_float32(config, config.fused is not False)
+    built = _build(config, copies, target, decays, in_float32)
+    if decays is not None and built.decay_in_float32 != in_float32:  # the layer chose
+        built = _build(config, copies, target, decays, built.decay_in_float32)
+    return built
+
+
+def _build(config: ProbeConfig, copies: int, target: str, decays: Optional[Sequence[float]],
+           in_float32: bool) -> SweepGraph:
     channels = config.channels
     tiled_shape = config.shape[:3] + (channels * copies,)
     with backend.quiet() as tf1:
@@ -116,7 +137,12 @@ def build(config: ProbeConfig, copies: int, target: str) -> SweepGraph:
                                       graph.layout(config, config.batches), copies, axis + 1)
                 batch_index = tf1.placeholder(tf1.int32, [], name="batch_index")
                 train_input = tf1.gather(batches, batch_index, name="train_input")
-            decay = tf1.placeholder(tf1.float64, [channels * copies], name="decay")
+            if decays is None:
+                decay_feed = decay = tf1.placeholder(tf1.float64, [channels * copies],
+                                                     name="decay")
+            else:
+                decay_feed, decay = None, tf1.constant(
+                    _decay_values(decays, copies, channels, in_float32), name="decay")
             inputs = {"train": train_input, "test": test_input}
             # ProbeConfig does not validate on construction; this one carries the tensor and
             # the tiled channels the builders size their variables by.
@@ -169,7 +195,7 @@ def build(config: ProbeConfig, copies: int, target: str) -> SweepGraph:
     written = graph.written_variables(train_step)
     read = graph.variables_feeding([branches["train"].output, test_output])
     return SweepGraph(
-        g, feeds, holders, initializers, initial, decay, batch_index, copies, channels,
+        g, feeds, holders, initializers, initial, decay_feed, batch_index, copies, channels,
         variables, train_step, test_output, after_train, after_test, screen, fed, factors,
         branch_ops, branch_variables, fused,
         {p: graph.epsilon_of(g, branch_ops[p]) for p in graph.PHASES}, update_ops,
@@ -178,12 +204,13 @@ def build(config: ProbeConfig, copies: int, target: str) -> SweepGraph:
 
 
 def _screen(tf1: Any, test: Any, train: Any, config: ProbeConfig, copies: int) -> Tuple[Any, Any]:
-    """max |test - train| of each copy in float32, and whether any difference is NaN (which
-    TensorFlow's reduce_max skips and numpy's max returns)."""
+    """max |test - train| of each copy in float32, and the sum of those differences, NaN where
+    one of them is (TensorFlow's reduce_max skips NaN, numpy's max returns it; a sum of
+    non-negative numbers can overflow to inf, never to NaN)."""
     difference = tf1.abs(test - train)
     if config.data_format == "NHWC":
         grouped, axes = tf1.reshape(difference, [-1, copies, config.channels]), [0, 2]
     else:
         grouped = tf1.reshape(difference, [config.shape[0], copies, config.channels, -1])
         axes = [0, 2, 3]
-    return tf1.reduce_max(grouped, axes), tf1.reduce_any(tf1.is_nan(grouped), axes)
+    return tf1.reduce_max(grouped, axes), tf1.reduce_sum(grouped, axes)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -42,16 +43,15 @@ class _Session:
     distinct run costs TensorFlow a graph optimization)."""
 
     def __init__(self, config: ProbeConfig, copies: int, placement: devices.Placement,
-                 gpus: Tuple[str, ...]):
+                 gpus: Tuple[str, ...], decays: Optional[Sequence[float]]):
         tf1 = backend.tensorflow().compat.v1
         self.config, self.placement, self.gpus = config, placement, gpus
-        self.built = built = sweep_graph.build(config, copies, placement.target)
+        self.built = built = sweep_graph.build(config, copies, placement.target, decays)
         self.session = tf1.Session(graph=built.graph, config=backend.session_config(
             placement.target, inline=True))
         self.held = False
-        self.decays: Optional[np.ndarray] = None
-        self.feed_list = [built.decay] + ([built.batch_index] if config.batches is not None
-                                          else [])
+        self.feeds: List[np.ndarray] = []  # the decays fed to every run, if the graph takes them
+        self.feed_list = [t for t in (built.decay, built.batch_index) if t is not None]
         # One input: every step's outputs, for the test/train gap.
         self.one_input = config.batches is None
         self._callables: Dict[Any, Any] = {}
@@ -98,10 +98,10 @@ class _Session:
 
     def start(self, decays: Sequence[float]) -> List[np.ndarray]:
         """Sets every variable to its initial value for ``decays`` (at most ``copies``; the rest
-        of the chunk repeats the last) and returns those values."""
+        of the chunk repeats the last; the graph's own when it holds them) and returns those
+        values."""
         b = self.built
-        padded = tuple(decays) + (decays[-1],) * (b.copies - len(decays))
-        self.decays = b.decay_values(padded)
+        self.feeds = [] if b.decay is None else [b.decay_values(decays)]
         run = [b.initializers, b.initial]
         if not self.held:  # the inputs enter the graph once, for every chunk
             run, self.held = [b.holders] + run, True
@@ -109,14 +109,15 @@ class _Session:
         return self.session.run(run)[1]
 
     def screened_step(self) -> Tuple[np.ndarray, np.ndarray, _Fetched]:
-        """A train step (one input) fetching what converge needs: the float32 gap and NaN flag
-        of each copy, and the step's fed statistics, variables and outputs (no exact gap)."""
+        """A train step (one input) fetching what converge needs: the float32 gap of each copy
+        and the sum that tells NaN (sweep_graph._screen), and the step's fed statistics,
+        variables and outputs (no exact gap)."""
         b = self.built
         if "screened" not in self._callables:
             self._callables["screened"] = backend.fast_callable(
                 self.session, self.feed_list, list(b.screen) + list(b.fed.values()) +
                 b.after_train + [b.train_output, b.test_output])
-        values = self._callables["screened"](self.decays)
+        values = self._callables["screened"](*self.feeds)
         fed, count = len(b.fed), len(b.variables)
         return values[0], values[1], _Fetched(values[2:2 + fed], values[2 + fed:2 + fed + count],
                                               None, (values[-2], values[-1]))
@@ -124,8 +125,8 @@ class _Session:
     def step(self, index: int, last: bool, metadata: Any = None) -> _Fetched:
         """Train step ``index`` (0-based; it picks the batch) with its reads, test and gap;
         traced into ``metadata`` when given."""
-        feeds = [self.decays] + ([np.int32(index % len(self.config.batches))]
-                                 if self.config.batches is not None else [])
+        feeds = self.feeds + ([np.int32(index % len(self.config.batches))]
+                              if self.config.batches is not None else [])
         if metadata is not None:
             tf1 = backend.tensorflow().compat.v1
             values = self.session.run(
@@ -141,12 +142,14 @@ class _Session:
 
 
 @contextlib.contextmanager
-def _opened(config: ProbeConfig, copies: int) -> Iterator[_Session]:
+def _opened(config: ProbeConfig, copies: int,
+            decays: Optional[Sequence[float]] = None) -> Iterator[_Session]:
+    """A _Session for chunks of ``copies`` decays; holding ``decays`` when they are one."""
     gpus = backend.visible_gpus()
     placement = devices.resolve(config.device, gpus)
     if placement.notice:
         runner._notify(placement.notice)
-    s = _Session(config, copies, placement, gpus)
+    s = _Session(config, copies, placement, gpus, decays)
     try:
         yield s
     except backend.tensorflow().errors.OpError as exc:
@@ -171,10 +174,11 @@ def run(config: ProbeConfig, decays: Sequence[float],
     """
     tf1 = backend.tensorflow().compat.v1
     copies = copies or sweep_graph.copies_per_chunk(config, len(decays))
+    chunks = _chunks(decays, copies)
     results: List[ProbeResult] = []
-    with _opened(config, copies) as s:
+    with _opened(config, copies, decays if len(chunks) == 1 else None) as s:
         shared = _Shared(config, s, backend.versions())
-        for index, chunk in enumerate(_chunks(decays, copies)):
+        for index, chunk in enumerate(chunks):
             before = s.start(chunk)
             runs = [s.step(k, last=False) for k in range(config.train_steps - 1)]
             metadata = tf1.RunMetadata() if index == 0 else None
@@ -231,7 +235,7 @@ def converge(config: ProbeConfig, decays: Sequence[float], tol: float,
     if copies > sweep_graph.copies_per_chunk(config, copies):
         raise ValueError("converge runs every decay in one graph: %d decays of shape %s do "
                          "not fit" % (copies, config.shape))
-    with _opened(config, copies) as s:
+    with _opened(config, copies, decays) as s:
         b = s.built
         fused, epsilon = b.fused["train"], b.epsilon["train"]
         predicted = [theory.predicted_steps_to_converge(config.inputs, d, fused, epsilon, tol,
@@ -240,7 +244,7 @@ def converge(config: ProbeConfig, decays: Sequence[float], tol: float,
                    for d, p in zip(decays, predicted)]
         columns = _Columns(s)
         before = s.start(decays)
-        screened, nan, fetched = s.screened_step()
+        screened, _, fetched = s.screened_step()
         gaps = s.gaps(*fetched.outputs).tolist()
         moving = [i for i, v in enumerate(b.variables) if short_name(v.name) in graph.MOVING
                   and v.name in b.branch_variables["train"]]
@@ -256,8 +260,8 @@ def converge(config: ProbeConfig, decays: Sequence[float], tol: float,
         decided: Dict[int, Tuple[Optional[int], int, str]] = {}
         screen = _Screen(tol)
         previous, after, step = before, fetched.after_train, 1
-        # A step that leaves the float32 gap unchanged may have left the variables unchanged:
-        # only then are they compared (after the first step, always).
+        # A step that leaves a column's float32 gap unchanged may have left its variables
+        # unchanged: only then are they compared (after the first step, always).
         repeated = [True] * copies
         while True:
             for j in range(copies):
@@ -276,11 +280,21 @@ def converge(config: ProbeConfig, decays: Sequence[float], tol: float,
                     decided[j] = (None, step, "limit reached")
             if len(decided) == copies:
                 break
-            previous, last_screened = after, screened
-            screened, nan, fetched = s.screened_step()
-            after, step = fetched.after_train, step + 1
-            repeated = (screened == last_screened).tolist()
-            gaps = screen.gaps(screened, nan, decided, lambda: s.gaps(*fetched.outputs))
+            running = [j for j in range(copies) if j not in decided]
+            last_budget = min(budgets[j] for j in running)
+            last_screened = screened.tolist()
+            while True:  # the steps where nothing is decided, with as little Python as can be
+                previous = after
+                screened, sums, fetched = s.screened_step()
+                after, step = fetched.after_train, step + 1
+                values, totals = screened.tolist(), sums.tolist()
+                if step >= last_budget or not all(  # NaN != NaN: a NaN difference breaks out
+                        screen.high < values[j] < np.inf and values[j] != last_screened[j]
+                        and totals[j] == totals[j] for j in running):
+                    break
+                last_screened = values
+            repeated = [v == w for v, w in zip(values, last_screened)]
+            gaps = screen.gaps(screened, sums, decided, lambda: s.gaps(*fetched.outputs))
     return first, tuple(Convergence(tol, decided[j][0], predicted[j], decided[j][1],
                                     decided[j][2]) for j in range(copies))
 
@@ -290,18 +304,19 @@ class _Screen:
     float32 maximum is the exact maximum rounded to float32 (rounding is monotonic), so it is on
     the same side of ``tol`` unless it lies within float32 rounding of it or is not a normal
     number (flushed to zero, or beyond float32); then the exact gaps are taken from the
-    outputs. In plain floats: a step's few columns cost less so than as numpy arrays."""
+    outputs. In plain floats: a step's few columns cost less so than as numpy arrays. A gap
+    above ``high`` is surely above tol."""
 
     def __init__(self, tol: float):
         band = 4 * float(np.spacing(np.float32(tol)))
         self.low, self.high = tol - band, tol + band
 
-    def gaps(self, screened: np.ndarray, nan: np.ndarray, settled: Dict[int, Any],
+    def gaps(self, screened: np.ndarray, sums: np.ndarray, settled: Dict[int, Any],
              exact: Callable[[], np.ndarray]) -> List[float]:
-        """Per copy: NaN where a difference is NaN (numpy's max returns it, TensorFlow's
-        skips it), else a gap on the same side of tol as the exact one (for the copies not in
-        ``settled``, whose gaps no longer matter)."""
-        values, nans = screened.tolist(), nan.tolist()
+        """Per copy: NaN where a difference is NaN (its ``sums`` is NaN; numpy's max returns
+        it, TensorFlow's skips it), else a gap on the same side of tol as the exact one (for
+        the copies not in ``settled``, whose gaps no longer matter)."""
+        values, nans = screened.tolist(), [math.isnan(v) for v in sums.tolist()]
         for j, (g, is_nan) in enumerate(zip(values, nans)):
             if j not in settled and not is_nan and not (
                     2.0 ** -120 <= g < np.inf and not self.low <= g <= self.high):
@@ -360,6 +375,7 @@ class _Shared:
                           branch_variables=FrozenDict(built.branch_variables),
                           update_ops=built.update_ops, versions=FrozenDict(versions))
         self.device: Optional[DeviceReport] = None
+        self._train: Optional[np.ndarray] = None  # the last train output handed out
 
     def _snapshot(self, values: List[np.ndarray], copy: int) -> FrozenDict:
         return FrozenDict(zip(self.names, (frozen_array(v)
@@ -371,6 +387,14 @@ class _Shared:
         cut = self.columns.cut(copy)
         part = array[..., cut] if self.config.data_format == "NHWC" else array[:, cut]
         return freeze(np.ascontiguousarray(runner._to_nhwc(self.config, part)))
+
+    def _shared_train(self, train: np.ndarray) -> np.ndarray:
+        """One array for equal train outputs: in train mode every decay's is the same (a large
+        input's sweep then holds it once, not once per decay)."""
+        if self._train is not None and np.array_equal(train, self._train):
+            return self._train
+        self._train = train
+        return train
 
     def result(self, decay: float, copy: int, chunk: _Stacked) -> ProbeResult:
         final = chunk.final
@@ -387,7 +411,7 @@ class _Shared:
         result = ProbeResult(
             config=dataclasses.replace(self.config, decay=decay),
             inputs=self.config.inputs,
-            outputs=FrozenDict(train=self._output(final.outputs[0], copy),
+            outputs=FrozenDict(train=self._shared_train(self._output(final.outputs[0], copy)),
                                test=self._output(final.outputs[1], copy)),
             snapshots=FrozenDict(before_train=self._snapshot(chunk.before, copy),
                                  after_train=after_train, before_test=after_train,

@@ -96,7 +96,8 @@ def test_the_screen_defers_to_the_exact_gaps_only_when_unsure():
         return np.array([1.0, 2.0, 3.0])
 
     f32 = lambda *v: np.array(v, np.float32)  # noqa: E731
-    flags = lambda *v: np.array(v, bool)  # noqa: E731
+    # the sums of the differences: NaN where a difference is NaN
+    flags = lambda *nan: np.array([np.nan if n else 1.0 for n in nan], np.float32)  # noqa: E731
     assert screen.gaps(f32(0.5, 0.001, 1e30), flags(0, 0, 0), {}, exact) == pytest.approx(
         [0.5, 0.001, 1e30]) and not calls
     nan = screen.gaps(f32(0.5, 0.0, 0.2), flags(0, 1, 0), {}, exact)
