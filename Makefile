@@ -50,3 +50,12 @@ cross:
 
 clean:
 	rm -rf .venv .venv-tf2 *.egg-info
+
+# `make docs`: regenerate every command output shown in README.md and docs/*.md from the
+# <!-- make-docs: ... --> markers (scripts/make_docs.py; docs/internals.md says how).
+# `make docs-check`: write nothing, fail with a diff when a committed output is stale (CI).
+.PHONY: docs docs-check
+docs docs-check:
+	@$(MAKE) --no-print-directory setup BACKEND=tf1
+	@$(MAKE) --no-print-directory setup BACKEND=tf2
+	.venv/bin/python scripts/make_docs.py $(if $(filter docs-check,$@),--check) $(DOCS_ARGS)

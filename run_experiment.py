@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""The seed experiment as a script: ``python run_experiment.py --decay 0 --decay 1``.
+"""The blog experiment (docs/blog-experiment/) as a script:
+``python run_experiment.py --decay 0 --decay 1``.
 
 A thin wrapper over ``bn_decay_probe.cli``; ``--help`` lists every option.
 """

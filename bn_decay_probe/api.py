@@ -19,7 +19,7 @@ def probe(decay: float = DEFAULT_DECAY, inputs: Any = None,
       decay: the moving-average decay in [0, 1] (default 0.9; TF's own default is 0.999).
         With api "layers" / "keras" it is passed as ``momentum``, which means the same.
       inputs: a float array [N, H, W, C] (always NHWC here), cast to float32; None draws
-        uniform(0, 255) values of ``shape`` from ``seed``, like the seed experiment. It is the
+        uniform(0, 255) values of ``shape`` from ``seed``, like the blog experiment. It is the
         test input, and the train input unless ``batches`` are given.
       shape: (N, H, W, C) of the drawn inputs, default (1, 4, 4, 1) (or the batches' shape);
         with ``inputs`` it must match their shape or be left out.

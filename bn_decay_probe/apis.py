@@ -24,7 +24,7 @@ def _axis(config: ProbeConfig) -> int:
 
 
 def _scope(tf1: Any, config: ProbeConfig, phase: str) -> Any:
-    """Shared: one scope with AUTO_REUSE (the seed). Unshared: a scope per branch, the usual way
+    """Shared: one scope with AUTO_REUSE (the blog experiment). Unshared: a scope per branch, the usual way
     two branches end up with two sets of variables."""
     if config.share_variables:
         return tf1.variable_scope(SCOPE, reuse=tf1.AUTO_REUSE)

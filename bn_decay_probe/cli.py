@@ -25,7 +25,7 @@ from .errors import DeviceFallbackWarning, ProbeConfigError
 from .matrix import MATRIX_DECAYS, MATRIX_SHAPE, MATRIX_TOL
 from .sweep import SweepResult, measure
 
-DEFAULT_DECAYS = (0.0, 1.0)  # the seed experiment's two values
+DEFAULT_DECAYS = (0.0, 1.0)  # the blog experiment's two values
 
 
 def _shape(text: str) -> Tuple[int, ...]:
@@ -60,7 +60,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     decays = parser.add_mutually_exclusive_group()
     decays.add_argument("--decay", type=float, action="append", metavar="D",
                         help="moving-average decay in [0, 1]; repeat for several, one report "
-                             "each (default: 0 and 1, the seed experiment's two values; with "
+                             "each (default: 0 and 1, the blog experiment's two values; with "
                              "--matrix, the decays of its steps columns, default %s)"
                              % ", ".join(map(str, MATRIX_DECAYS)))
     decays.add_argument("--decays", type=_decay_range, metavar="START:STOP:NUM",

@@ -18,7 +18,7 @@ DATA_FORMATS = ("NHWC", "NCHW")
 DEFAULT_SHAPE = (1, 4, 4, 1)
 DEFAULT_DECAY = 0.9
 DEFAULT_EPSILON = 1e-3
-# The seed filled its input with np.random.uniform(0, 255); a seeded RandomState keeps that
+# The blog experiment filled its input with np.random.uniform(0, 255); a seeded RandomState keeps that
 # distribution and makes every probe reproducible.
 INPUT_LOW, INPUT_HIGH = 0.0, 255.0
 _FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -1,4 +1,4 @@
-"""Renders ProbeResults: a text report in the seed's spirit, an HTML table, a JSON document,
+"""Renders ProbeResults: a text report in the blog experiment's spirit, an HTML table, a JSON document,
 and the notes the runner stores in each result (measured_notes).
 
 Every number shown is either read from the result (a measurement) or computed by ``theory``
@@ -20,7 +20,7 @@ RULE_TITLE = "rule after train"
 RULE_LEGEND = ("rule after train = decay * moving + (1 - decay) * batch statistic at every "
                "step (numpy, float64; variance biased, or x n/(n-1) when fused)")
 DEFAULT_TOL = 0.01  # in output units: the train output has unit variance per channel
-_FULL_ARRAYS_UP_TO = 64  # elements: small inputs are printed whole, as the seed did
+_FULL_ARRAYS_UP_TO = 64  # elements: small inputs are printed whole, as the blog experiment did
 _TRAJECTORY_ROWS = 12
 
 
@@ -234,7 +234,7 @@ def _outputs(result: ProbeResult) -> List[str]:
 
 
 def render_text(result: ProbeResult, tol: float = DEFAULT_TOL) -> str:
-    """The seed's printout, tidied: each variable before and after each phase, then outputs."""
+    """The blog experiment's printout, tidied: each variable before and after each phase, then outputs."""
     header = ["variable", "ch", *SNAPSHOT_TITLES, RULE_TITLE]
     lines = _describe(result) + [""] + _table(header, _rows(result)) + [RULE_LEGEND]
     lines += _notes(result) + [""] + _statistics(result) + _trajectory(result, tol)

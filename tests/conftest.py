@@ -111,3 +111,12 @@ def measured():
                      epsilon=EPSILON, device="cpu")
 
     return run
+
+
+@pytest.fixture(scope="session")
+def real_model(tmp_path_factory):
+    """real_model(model, case) -> real_models.Trained: real model code trained with a planted
+    problem and saved (tests/real_models.py), each (model, case) once per test session."""
+    import real_models
+
+    return real_models.Cache(str(tmp_path_factory.mktemp("real_models")))

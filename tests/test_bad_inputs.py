@@ -3,8 +3,8 @@ they get. The library raises ProbeConfigError; the CLI prints ``run_experiment.p
 <message>`` on stderr and exits with status 2, never with a traceback.
 
 Arguments are checked before TensorFlow is imported: every row that needs no TensorFlow runs in
-one subprocess where importing it fails. README.md's section "Errors you may see" is this
-table rendered; ``python tests/test_bad_inputs.py`` rewrites it, and a test here compares.
+one subprocess where importing it fails. docs/errors.md shows this table as users read it:
+``python tests/test_bad_inputs.py`` prints it for ``make docs``, and a test here compares.
 """
 import contextlib
 import io
@@ -20,7 +20,8 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SCRIPT = os.path.join(ROOT, "run_experiment.py")
-README = os.path.join(ROOT, "README.md")
+ERRORS_DOC = os.path.join(ROOT, "docs", "errors.md")
+ERRORS_MARKER = "<!-- make-docs: python tests/test_bad_inputs.py -->"
 PROG = "run_experiment.py"
 
 
@@ -287,26 +288,12 @@ def _run(args):
 
 
 def render_doc():
-    """README.md's "Errors you may see": the table above, as users read it."""
+    """The table of docs/errors.md: the rows above, as users read them (make docs writes it
+    there from ``python tests/test_bad_inputs.py``)."""
     def code(text):
         return "`%s`" % text.replace("|", "\\|")
 
-    lines = [
-        "## Errors you may see",
-        "",
-        "Bad input never ends in a traceback. `probe()`, `semantics_matrix()` and "
-        "`ProbeResult.steps_to_converge()` raise `ProbeConfigError` (a `ValueError`) with one "
-        "line that says what was wrong and what is allowed. The command line prints "
-        "`run_experiment.py: error: <that line>` on stderr (or `bn-decay-probe: error: ...`) "
-        "and exits with status 2. Both check their arguments before TensorFlow is imported, "
-        "so this takes milliseconds; only the rows marked TF need TensorFlow to find out (a "
-        "device it lacks, a kernel that refuses, a file that fills up). "
-        "`tests/test_bad_inputs.py` checks every row; `python tests/test_bad_inputs.py` "
-        "rewrites this section from its table.",
-        "",
-        "| what | you type | you get |",
-        "|---|---|---|",
-    ]
+    lines = ["| what | you type | you get |", "|---|---|---|"]
     for row in BAD_INPUTS:
         typed = row.typed if row.where == "python" else "python %s %s" % (PROG, row.typed)
         kind = row.kind + {"": "", "TF": " (TF)", "no GPU": " (TF, without a GPU)",
@@ -315,22 +302,12 @@ def render_doc():
     return "\n".join(lines) + "\n"
 
 
-def readme_sections():
-    """README.md split around its "Errors you may see" section: (before, section, after)."""
-    with open(README) as handle:
+def test_docs_errors_table_is_this_table():
+    with open(ERRORS_DOC) as handle:
         text = handle.read()
-    start = text.index("## Errors you may see\n")
-    end = text.find("\n## ", start + 1)
-    return text[:start], text[start:end + 1], text[end + 1:]
-
-
-def test_readme_errors_section_is_this_table():
-    assert readme_sections()[1] == render_doc(), \
-        "README.md's 'Errors you may see' is out of date: run python tests/test_bad_inputs.py"
+    assert "%s\n%s<!-- /make-docs -->\n" % (ERRORS_MARKER, render_doc()) in text, \
+        "docs/errors.md's table is out of date: run make docs"
 
 
 if __name__ == "__main__":
-    before, _, after = readme_sections()
-    with open(README, "w") as handle:
-        handle.write(before + render_doc() + after)
-    print("wrote the 'Errors you may see' section of %s: %d bad inputs" % (README, len(BAD_INPUTS)))
+    print(render_doc(), end="")

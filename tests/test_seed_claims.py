@@ -1,4 +1,4 @@
-"""The seed experiment's five claims (../shared/seed/README.md), each measured for every decay,
+"""The blog experiment's five claims (docs/blog-experiment/README.md), each measured for every decay,
 fused and non-fused, C = 1 and C = 3, against the numpy reference in conftest."""
 import numpy as np
 import pytest
@@ -112,11 +112,11 @@ def test_decay_one_test_output_is_input_over_sqrt_one_plus_epsilon(fused):
 
 
 def test_seed_observation_decay_zero_gives_the_batch_statistics():
-    """The blog's printed observation, on the seed's own kind of input: after one train run at
+    """The blog's printed observation, on the blog's own kind of input: after one train run at
     decay=0 the moving statistics are that batch's (Bessel-corrected on today's fused default)."""
     from bn_decay_probe import probe
 
-    r = probe(decay=0.0, device="cpu")  # the seed's [1, 4, 4, 1] uniform(0, 255) input
+    r = probe(decay=0.0, device="cpu")  # the blog experiment's [1, 4, 4, 1] uniform(0, 255) input
     x = r.inputs.astype(np.float64)
     assert r.fused  # TF >= 1.4: fused=None means fused for 4-D inputs
     np.testing.assert_allclose(r.after["train"]["moving_mean"], [x.mean()], rtol=1e-6)
