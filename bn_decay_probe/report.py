@@ -346,8 +346,8 @@ def render_matrix(matrix: Any) -> str:
         "train branch updates.",
         "steps @d: train steps until max |test - train| <= %g (output units), measured "
         "(predicted by the closed form);" % matrix.tol,
-        "  'never': a step left every variable unchanged, so the gap cannot shrink; '>N': not "
-        "within N = 3x the prediction.",
+        "  'never': a step left the variables the outputs read unchanged, so the gap cannot "
+        "shrink; '>N': not within N = 3x the prediction.",
     ]
     if unavailable:
         lines += ["unavailable with this TensorFlow:"]
