@@ -166,9 +166,20 @@ def find_variable(variables: Dict[str, Any], names: Tuple[str, ...], short: str)
 
 
 def computed(graph: Any, names: FrozenSet[str]) -> FrozenSet[str]:
-    """The ops among ``names`` that compute something: not constants, which TF may serve
-    without running them, so that whether a step trace lists them varies from run to run."""
-    return frozenset(op.name for op in _ops(graph, names) if op.type != "Const")
+    """The ops among ``names`` that compute something at every run: not constants, nor ops
+    computed from constants alone (grappler folds them into constants, e.g. 1 - decay for a
+    constant decay), which TF may serve without running them, so that whether a step trace
+    lists them varies from run to run."""
+    folded: Dict[str, bool] = {}
+
+    def constant(op: Any) -> bool:
+        if op.name not in folded:
+            folded[op.name] = op.type == "Const" or (
+                bool(op.inputs) and not op.op_def.is_stateful and
+                all(constant(t.op) for t in op.inputs))
+        return folded[op.name]
+
+    return frozenset(op.name for op in _ops(graph, names) if not constant(op))
 
 
 def _ops(graph: Any, names: FrozenSet[str]) -> List[Any]:
