@@ -1,8 +1,8 @@
 # `make run`:  set everything up (first time only) and run the seed experiment.
 # `make test`: set everything up (first time only) and run the test suite.
 # BACKEND=tf1 (default): TensorFlow 1.15 on Python 3.7, in .venv (requirements.txt).
-# BACKEND=tf2: TensorFlow 2.13 + tf-slim through tf.compat.v1, on Python 3.8-3.11, in .venv-tf2
-#              (requirements-tf2.txt).
+# BACKEND=tf2: TensorFlow 2.21 + tf-keras + tf-slim through tf.compat.v1, on Python 3.12 (else 3.13,
+#              3.11, 3.10; PYTHON_TF2 names one), in .venv-tf2 (requirements-tf2.txt).
 # `make cross`: the cross-backend test (needs both set up; `make test` for each does that).
 BACKEND ?= tf1
 ifeq ($(BACKEND),tf1)
@@ -14,7 +14,7 @@ else ifeq ($(BACKEND),tf2)
   VENV := .venv-tf2
   REQUIREMENTS := requirements-tf2.txt
   PYTHON_VAR := PYTHON_TF2
-  VERSIONS := 3.11 3.10 3.9 3.8
+  VERSIONS := 3.12 3.13 3.11 3.10
 else
   $(error BACKEND must be tf1 or tf2, got '$(BACKEND)')
 endif
@@ -23,17 +23,23 @@ STAMP := $(VENV)/.installed
 ARGS ?= --decay 0 --decay 1
 PYTEST_ARGS ?=
 
-.PHONY: setup run test cross clean
+.PHONY: setup run test cross package clean
 
 setup: $(STAMP)
 
-$(STAMP): $(REQUIREMENTS) setup.py
-	@if ! $(PY) -c "import sys; sys.exit('%d.%d' % sys.version_info[:2] not in '$(VERSIONS)'.split())" 2>/dev/null; then \
-	  python="$$(scripts/find-python $(PYTHON_VAR) $(VERSIONS))" || exit 1; \
+# The venv is made anew when the interpreter find-python picks changed, or when the requirement
+# file differs from the one it was made from (so no package of an older set stays behind, e.g.
+# tensorflow-cpu 2.13 next to tensorflow 2.21); otherwise only the package is reinstalled.
+$(STAMP): $(REQUIREMENTS) pyproject.toml setup.py
+	@python="$$(scripts/find-python $(PYTHON_VAR) $(VERSIONS))" || exit 1; \
+	if ! cmp -s $(REQUIREMENTS) $(VENV)/requirements.txt || \
+	   [ "$$($(PY) -c 'import sys; print(sys.version_info[:2])' 2>/dev/null)" != \
+	     "$$("$$python" -c 'import sys; print(sys.version_info[:2])')" ]; then \
 	  echo "creating $(VENV) with $$python"; \
 	  rm -rf $(VENV) && "$$python" -m venv $(VENV) || exit 1; \
+	  $(PY) -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS) || exit 1; \
+	  cp $(REQUIREMENTS) $(VENV)/requirements.txt; \
 	fi
-	$(PY) -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
@@ -48,8 +54,12 @@ cross:
 	$(MAKE) setup BACKEND=tf2
 	BN_DECAY_PROBE_OTHER_PYTHON=$(CURDIR)/.venv-tf2/bin/python .venv/bin/python -m pytest tests/test_cross_backend.py $(PYTEST_ARGS)
 
+# The sdist and the wheel, `twine check`, and `pip install .` into fresh venvs (scripts/check-package).
+package:
+	scripts/check-package
+
 clean:
-	rm -rf .venv .venv-tf2 *.egg-info
+	rm -rf .venv .venv-tf2 *.egg-info build
 
 # `make docs`: regenerate every command output shown in README.md and docs/*.md from the
 # <!-- make-docs: ... --> markers (scripts/make_docs.py; docs/internals.md says how).

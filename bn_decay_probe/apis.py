@@ -46,7 +46,7 @@ class ContribBuilder:
 
     def branch(self, x: Any, phase: str) -> Branch:
         c, tf1 = self.config, self.tf1
-        with _scope(tf1, c, phase), backend.layer_class_import(c):
+        with _scope(tf1, c, phase):
             output = backend.batch_norm()(
                 x, decay=c.decay, epsilon=c.epsilon, fused=c.fused,
                 is_training=(phase == "train"), data_format=c.data_format,

@@ -3,10 +3,13 @@ sessions, and the batch-norm layers of each API.
 
 Two backends, chosen by the installed TensorFlow:
 - "tf1": TensorFlow 1.15 (Python 3.7), tf.contrib.layers.batch_norm.
-- "tf2": TensorFlow 2.12-2.14 (Python 3.8-3.11) in graph mode through tf.compat.v1, with
-  tf_slim.layers.batch_norm (tf-slim 1.1.0) in place of tf.contrib. Measured: tf-slim breaks on
-  TF 2.15 (ops.Tensor is gone) and Keras 3 (TF 2.16) refuses BatchNormalization(fused=...),
-  hence the upper bound.
+- "tf2": TensorFlow 2.12-2.21 (Python 3.8-3.13) in graph mode through tf.compat.v1, with
+  tf_slim.layers.batch_norm (tf-slim 1.1.0) in place of tf.contrib. tf-slim needs three names
+  that TF 2.14+ and Keras removed or moved: slim_compat restores them when this backend loads.
+  From TF 2.16, tf.keras is Keras 3, which has no TF1 layers: the Keras 2 APIs ("layers",
+  "keras") come from the tf-keras package, imported here by name (not through
+  TF_USE_LEGACY_KERAS, which TF reads once, at its first tf.keras access), and Keras 3 is
+  api "keras3". TF 2.22 and later are unmeasured, hence the upper bound.
 Every other module asks this one; none checks a version itself.
 """
 from __future__ import annotations
@@ -15,7 +18,9 @@ import contextlib
 import logging
 import os
 import platform
+import re
 import sys
+import tempfile
 import threading
 import warnings
 from typing import Any, Dict, Iterator, Tuple
@@ -24,12 +29,20 @@ import numpy as np
 
 from . import __version__
 
-SUPPORTED = ("TensorFlow 1.15 (Python 3.7) or TensorFlow 2.12-2.14 with tf-slim 1.1.0 "
-             "(Python 3.8-3.11)")
-_TF2_MINORS = (12, 13, 14)
+SUPPORTED = ("TensorFlow 1.15 (Python 3.7) or TensorFlow 2.12-2.21 with tf-slim 1.1.0 "
+             "(Python 3.8-3.13)")
+_TF2_MINORS = range(12, 22)
+_TF_KERAS_FROM = 16  # TF 2.16: tf.keras is Keras 3; Keras 2 is the tf-keras package
+_restored: Tuple[str, ...] = ()
 ALLOW_UNSUPPORTED = "BN_DECAY_PROBE_ALLOW_UNSUPPORTED_TF"
 _tf: Any = None
 _verbose = False
+_filter_native = False
+# absl's line format ("I0000 00:00:1796122801.738521   17149 port.cc:153] ..."), and the notice
+# it prints before its first line when TF has not initialized it (TF >= 2.16).
+_ABSL_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ")
+_ABSL_NOTICE = ("WARNING: All log messages before absl::InitializeLog() is called are written "
+                "to STDERR")
 
 
 class BackendUnavailableError(ImportError):
@@ -46,10 +59,49 @@ def silence_native_logs() -> None:
     """Hides TF's C++ log lines (e.g. 'failed call to cuInit' without a GPU).
 
     TF reads TF_CPP_MIN_LOG_LEVEL once, at its first log line, so this only works before
-    TensorFlow is imported; a value the user set is kept.
+    TensorFlow is imported; a value the user set is kept. TF >= 2.16 writes the lines of its
+    import and of the process's first device and graph set-up through absl before absl is
+    initialized, which no environment variable silences: the backend then runs those steps
+    when it loads with stderr captured, and passes on all but the log lines below that level.
     """
+    global _filter_native
     if "tensorflow" not in sys.modules:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        _filter_native = True
+
+
+@contextlib.contextmanager
+def _native_lines_filtered() -> Iterator[None]:
+    """Captures file descriptor 2 (where C++ writes) while the body runs, then writes back what
+    was captured except absl's log lines below TF_CPP_MIN_LOG_LEVEL (with their continuation
+    lines) and its uninitialized-logging notice."""
+    if not _filter_native:
+        yield
+        return
+    level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") or 0)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept, dropping = [], False
+            for line in captured.read().decode("utf-8", "replace").splitlines(True):
+                header = _ABSL_LINE.match(line)
+                if header:
+                    dropping = "IWEF".index(header.group(1)) < level
+                elif line.rstrip("\n") == _ABSL_NOTICE:
+                    dropping = True
+                    continue
+                if not dropping:
+                    kept.append(line)
+            if kept:
+                sys.stderr.write("".join(kept))
 
 
 def tensorflow() -> Any:
@@ -61,16 +113,54 @@ def tensorflow() -> Any:
             warnings.simplefilter("ignore", DeprecationWarning)
             # Harmless ABI notice from a TF dependency's compiled module under numpy 1.18.
             warnings.filterwarnings("ignore", "numpy.ufunc size changed", RuntimeWarning)
-            try:
-                import tensorflow as tf
-            except ImportError as exc:
-                raise BackendUnavailableError(
-                    "bn_decay_probe needs %s; TensorFlow could not be imported (%s): run "
-                    "`make setup` or `pip install .[tf1]` / `pip install .[tf2]`"
-                    % (SUPPORTED, exc)) from None
+            with _native_lines_filtered():
+                try:
+                    import tensorflow as tf
+                except ImportError as exc:
+                    raise BackendUnavailableError(
+                        "bn_decay_probe needs %s; TensorFlow could not be imported (%s): %s"
+                        % (SUPPORTED, exc, install_hint())) from None
+                if _filter_native:
+                    _set_up_devices(tf)
+        # Refuses unsupported versions before anything runs.
+        if _backend_of(tf.__version__) == "tf2":
+            global _restored
+            from . import slim_compat
+
+            _restored = tuple(slim_compat.restore())
         _tf = tf
-        _backend_of(tf.__version__)  # refuses unsupported versions before anything runs
     return _tf
+
+
+def _set_up_devices(tf: Any) -> None:
+    """The process's one-time device and graph set-up (cuInit, the graph optimizer's first
+    pass), done now so that its log lines come while they are filtered (measured on TF 2.21:
+    nothing more is logged afterwards, in graph or eager mode)."""
+    tf.config.experimental.list_physical_devices("GPU")
+    graph = tf.Graph()
+    with graph.as_default():
+        one = tf.constant(1.0) + 1.0
+    config = tf.compat.v1.ConfigProto()
+    config.gpu_options.allow_growth = True  # as session_config: a GPU is not grabbed whole
+    with tf.compat.v1.Session(graph=graph, config=config) as session:
+        session.run(one)
+
+
+def install_hint(python: Tuple[int, int] = sys.version_info[:2]) -> str:
+    """What to install for the running Python (an installed wheel has no Makefile)."""
+    if python == (3, 7):
+        return 'pip install "bn-decay-probe[tf1]" (TensorFlow 1.15)'
+    if (3, 8) <= python <= (3, 13):
+        return 'pip install "bn-decay-probe[tf2]" (TensorFlow %s)' % (
+            "2.13" if python == (3, 8) else "2.20" if python == (3, 9) else "2.21")
+    return ("no supported TensorFlow release runs on Python %d.%d: use Python 3.7 (TensorFlow "
+            "1.15) or 3.8-3.13 (TensorFlow 2)" % python)
+
+
+def restored_names() -> Tuple[str, ...]:
+    """The names slim_compat restored when this backend loaded (empty for TF 1.15 and 2.12)."""
+    tensorflow()
+    return _restored
 
 
 def _backend_of(version: str) -> str:
@@ -88,6 +178,53 @@ def _backend_of(version: str) -> str:
 def name() -> str:
     """"tf1" or "tf2"."""
     return _backend_of(tensorflow().__version__)
+
+
+def _minor() -> int:
+    return int(tensorflow().__version__.split(".")[1])
+
+
+def _tf_keras() -> bool:
+    """Whether Keras 2 is the tf-keras package (TF >= 2.16) rather than tf.keras."""
+    return name() == "tf2" and _minor() >= _TF_KERAS_FROM
+
+
+def keras() -> Any:
+    """Keras 2, the Keras of TF1-style graphs: tf.keras up to TF 2.15, tf_keras from 2.16."""
+    if not _tf_keras():
+        return tensorflow().keras
+    try:
+        import tf_keras
+    except ImportError:
+        raise BackendUnavailableError(
+            "TensorFlow %s's tf.keras is Keras 3; the layers and keras APIs need Keras 2: pip "
+            "install tf-keras~=%s.0" % (tensorflow().__version__,
+                                        ".".join(tensorflow().__version__.split(".")[:2]))
+        ) from None
+    return tf_keras
+
+
+def v1_layers() -> Any:
+    """tf.compat.v1.layers (conv2d, dense, batch_normalization, ...). From TF 2.16 TF routes it
+    to tf-keras only under TF_USE_LEGACY_KERAS, so the same module is taken from tf_keras."""
+    if not _tf_keras():
+        return tensorflow().compat.v1.layers
+    keras()
+    import importlib
+
+    return importlib.import_module("tf_keras.api._v1.keras.__internal__.legacy.layers")
+
+
+def keras3() -> Any:
+    """Keras 3 (tf.keras from TF 2.16), for api "keras3"; ProbeConfigError elsewhere."""
+    if not _tf_keras():
+        from .errors import ProbeConfigError
+
+        raise ProbeConfigError("api='keras3' needs TensorFlow 2.16-2.21, where tf.keras is "
+                               "Keras 3; found TensorFlow %s" % tensorflow().__version__)
+    import keras as keras_3
+
+    return keras_3
 
 
 def _slim() -> Any:
@@ -145,32 +282,14 @@ def batch_norm() -> Any:
     return _slim().layers.batch_norm
 
 
-@contextlib.contextmanager
-def layer_class_import(config: Any) -> Iterator[None]:
-    """contrib (tf_slim under TF 2) hands UPDATE_OPS batch norm to the tf.layers class, which
-    TensorFlow 2.13 looks for at keras.legacy_tf_layers, a module Keras 2.13 moved: the import
-    fails. That is a limit of the installed versions, said in one line."""
-    try:
-        yield
-    except ModuleNotFoundError as exc:
-        if "legacy_tf_layers" not in str(exc):
-            raise
-        from .errors import ProbeConfigError
-
-        raise ProbeConfigError(
-            "api='contrib' with updates=%r builds tf.layers' BatchNormalization, which "
-            "TensorFlow %s cannot import (%s); use updates='inplace', api='layers', or "
-            "TensorFlow 1.15" % (config.updates, tensorflow().__version__, exc)) from None
-
-
 def layers_batch_normalization() -> Any:
     """api "layers": tf.layers.batch_normalization."""
-    return tensorflow().compat.v1.layers.batch_normalization
+    return v1_layers().batch_normalization
 
 
 def keras_batch_normalization() -> Any:
-    """api "keras": the tf.keras.layers.BatchNormalization class."""
-    return tensorflow().keras.layers.BatchNormalization
+    """api "keras": the tf.keras.layers.BatchNormalization class (Keras 2)."""
+    return keras().layers.BatchNormalization
 
 
 def assign_moving_average() -> Any:
@@ -220,10 +339,21 @@ def versions() -> Dict[str, Any]:
              "bn_decay_probe": __version__}
     if found["backend"] == "tf2":
         found["tf_slim"] = getattr(_slim(), "__version__", "1.1.0")
-        import keras  # tf.keras's own package in TF 2.13/2.14
-
-        found["keras"] = keras.__version__
+        # Keras 2 (the "layers" and "keras" APIs): the keras package up to TF 2.15, tf-keras from
+        # 2.16, where the keras package is Keras 3 (api "keras3").
+        found["keras"] = _keras_version(keras())
+        if _tf_keras():
+            found["keras3"] = _keras_version(keras3())
     return found
+
+
+def _keras_version(module: Any) -> str:
+    version = getattr(module, "__version__", None)
+    if version is None:  # tf.keras up to TF 2.15 is a view of the keras package
+        import keras as package
+
+        version = package.__version__
+    return str(version)
 
 
 def fast_callable(session: Any, feeds: Any, fetches: Any) -> Any:

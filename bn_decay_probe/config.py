@@ -12,7 +12,8 @@ from .errors import ProbeConfigError
 from .frozen import aligned_empty
 
 DEVICES = ("auto", "cpu", "gpu")
-APIS = ("contrib", "layers", "keras", "nn")
+APIS = ("contrib", "layers", "keras", "nn", "keras3")
+GRAPH_APIS = APIS[:4]  # TF1-style graphs; keras3 runs eagerly (keras3_runner)
 UPDATES = ("inplace", "update_ops", "forgotten")
 DATA_FORMATS = ("NHWC", "NCHW")
 DEFAULT_SHAPE = (1, 4, 4, 1)
@@ -36,47 +37,53 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
+def shown(value: Any) -> str:
+    """repr of a value in a message, numpy scalars as the Python value (numpy 2 writes
+    np.float32(nan) where numpy 1 wrote nan)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def check_decay(decay: Any) -> float:
     if not _is_real(decay) or math.isnan(float(decay)) or not 0.0 <= float(decay) <= 1.0:
-        raise ProbeConfigError("decay must be a number in [0, 1], got %r" % (decay,))
+        raise ProbeConfigError("decay must be a number in [0, 1], got %s" % shown(decay))
     return float(decay)
 
 
 def check_epsilon(epsilon: Any) -> float:
     if not _is_real(epsilon) or not math.isfinite(float(epsilon)) or float(epsilon) <= 0.0:
-        raise ProbeConfigError("epsilon must be a finite number > 0, got %r" % (epsilon,))
+        raise ProbeConfigError("epsilon must be a finite number > 0, got %s" % shown(epsilon))
     return float(epsilon)
 
 
 def check_steps(steps: Any) -> int:
     if not _is_int(steps) or steps < 1:
-        raise ProbeConfigError("steps must be an integer >= 1, got %r" % (steps,))
+        raise ProbeConfigError("steps must be an integer >= 1, got %s" % shown(steps))
     return int(steps)
 
 
 def check_seed(seed: Any) -> int:
     if not _is_int(seed) or not 0 <= seed < 2 ** 32:
-        raise ProbeConfigError("seed must be an integer in [0, 2**32 - 1], got %r" % (seed,))
+        raise ProbeConfigError("seed must be an integer in [0, 2**32 - 1], got %s" % shown(seed))
     return int(seed)
 
 
 def check_tol(tol: Any, name: str = "tol") -> float:
     """A tolerance in output units (the train output has unit variance)."""
     if not _is_real(tol) or not math.isfinite(float(tol)) or float(tol) <= 0.0:
-        raise ProbeConfigError("%s must be a finite number > 0, got %r" % (name, tol))
+        raise ProbeConfigError("%s must be a finite number > 0, got %s" % (name, shown(tol)))
     return float(tol)
 
 
 def check_fused(fused: Any) -> Optional[bool]:
     if fused is None or isinstance(fused, (bool, np.bool_)):
         return None if fused is None else bool(fused)
-    raise ProbeConfigError("fused must be None (TensorFlow's default), True or False, got %r"
-                           % (fused,))
+    raise ProbeConfigError("fused must be None (TensorFlow's default), True or False, got %s"
+                           % shown(fused))
 
 
 def _check_choice(name: str, value: Any, allowed: Tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in allowed:
-        raise ProbeConfigError("%s must be one of %s, got %r" % (name, ", ".join(allowed), value))
+        raise ProbeConfigError("%s must be one of %s, got %s" % (name, ", ".join(allowed), shown(value)))
     return value
 
 
@@ -86,7 +93,7 @@ def check_device(device: Any) -> str:
 
 def check_flag(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        raise ProbeConfigError("%s must be True or False, got %r" % (name, value))
+        raise ProbeConfigError("%s must be True or False, got %s" % (name, shown(value)))
     return bool(value)
 
 
@@ -240,6 +247,17 @@ def _describe(value: Any) -> str:
     return "a value of type %s" % type(value).__name__
 
 
+def _check_keras3(options: Dict[str, Any]) -> None:
+    if options["fused"]:
+        raise ProbeConfigError("fused=True is not available with api='keras3': Keras 3's "
+                               "BatchNormalization has no fused argument (it builds the "
+                               "non-fused ops); use fused=None or False")
+    if options["updates"] != "inplace":
+        raise ProbeConfigError("api='keras3' updates the moving statistics as the layer runs "
+                               "(Keras 3 has no update ops to collect or forget); updates must "
+                               "be 'inplace', got %r" % options["updates"])
+
+
 def seeded_inputs(shape: Tuple[int, ...], seed: int) -> np.ndarray:
     """uniform(INPUT_LOW, INPUT_HIGH) values of ``shape`` (a leading B for batches)."""
     values = float(np.prod(np.asarray(shape, np.float64)))  # float64: no integer overflow
@@ -304,9 +322,11 @@ class ProbeConfig:
             raise ProbeConfigError("zero_debias is tf.contrib.layers.batch_norm's "
                                    "zero_debias_moving_mean and needs api='contrib', got api=%r"
                                    % options["api"])
+        if options["api"] == "keras3":
+            _check_keras3(options)
         if not options["trainable"] and options["api"] == "nn":
-            raise ProbeConfigError("trainable is an argument of the contrib, layers and keras "
-                                   "layers; api='nn' has no layer to pass it to")
+            raise ProbeConfigError("trainable is an argument of the contrib, layers, keras and "
+                                   "keras3 layers; api='nn' has no layer to pass it to")
         notes: List[Optional[str]] = []
         stacked = None
         if batches is not None:

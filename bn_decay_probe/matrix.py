@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from . import theory
-from .config import (APIS, UPDATES, ProbeConfig, check_decay, check_device, check_seed,
+from .config import (GRAPH_APIS, UPDATES, ProbeConfig, check_decay, check_device, check_seed,
                      check_shape, check_tol)
 from .errors import ProbeConfigError
 from .frozen import FrozenDict
@@ -100,11 +100,14 @@ def variance_kind(fed: Optional[np.ndarray], x: np.ndarray) -> str:
 
 def combinations() -> Tuple[Tuple[str, bool, str, bool, bool], ...]:
     """(api, fused, updates, share_variables, trainable): the full grid, then each API
-    unshared, then each layer API with trainable=False (inference mode in TF 2.x tf.keras)."""
+    unshared, then each layer API with trainable=False (inference mode in TF 2.x tf.keras);
+    last Keras 3 (TF >= 2.16; non-fused, updating as it runs) shared, unshared, untrainable."""
     grid = [(api, fused, updates, True, True)
-            for api in APIS for fused in FUSED for updates in UPDATES]
-    grid += [(api, True, "inplace", False, True) for api in APIS]
-    return tuple(grid + [(api, True, "inplace", True, False) for api in APIS if api != "nn"])
+            for api in GRAPH_APIS for fused in FUSED for updates in UPDATES]
+    grid += [(api, True, "inplace", False, True) for api in GRAPH_APIS]
+    grid += [(api, True, "inplace", True, False) for api in GRAPH_APIS if api != "nn"]
+    return tuple(grid + [("keras3", False, "inplace", share, trainable)
+                         for share, trainable in ((True, True), (False, True), (True, False))])
 
 
 class _AtDecay0(NamedTuple):

@@ -129,6 +129,10 @@ def _gap(test: np.ndarray, train: np.ndarray) -> float:
 
 
 def run(config: ProbeConfig) -> ProbeResult:
+    if config.api == "keras3":
+        from . import keras3_runner
+
+        return keras3_runner.run(config)
     tf1 = backend.tensorflow().compat.v1
     trace = tf1.RunOptions(trace_level=tf1.RunOptions.SOFTWARE_TRACE)
     metadata = {phase: tf1.RunMetadata() for phase in graph.PHASES}
@@ -162,34 +166,47 @@ def run(config: ProbeConfig) -> ProbeResult:
                                   graph.computed(built.graph, built.branch_ops[phase]))))
                                   for phase in graph.PHASES))
 
-    trajectory = {short_name(n): frozen_array([values[n] for values in steps])
-                  for n in built.branch_variables["train"]}
     fed_names = list(built.fed)
-    for name, key in (("moving_mean", "batch_mean"), ("moving_variance", "batch_variance")):
-        if name in fed_names:
-            trajectory[key] = frozen_array([step[fed_names.index(name)] for step in fed])
-    if one_input:
-        trajectory["gap"] = frozen_array(gaps, np.float64)
     result = ProbeResult(
         config=config,
         inputs=config.inputs,
         outputs=FrozenDict(train=freeze(_to_nhwc(config, train_output)),
                            test=freeze(_to_nhwc(config, test_output))),
         snapshots=FrozenDict((label, frozen_arrays(values)) for label, values in snapshots.items()),
-        trajectory=FrozenDict(trajectory),
+        trajectory=trajectory(built.branch_variables["train"], steps, fed_names, fed,
+                              gaps if one_input else None),
         batch_statistics=frozen_arrays(dict(zip(fed_names, fed[-1]))),
         update_factor=FrozenDict((name, float(value)) for name, value in zip(fed_names, factors)),
         fused_by_phase=FrozenDict(built.fused),
         epsilon=FrozenDict(built.epsilon),
-        variables=tuple(VariableInfo(v.name, short_name(v.name), tuple(v.shape.as_list()),
-                                     v.dtype.base_dtype.name)
-                        for _, v in sorted(built.variables.items())),
+        variables=variable_infos(built.variables),
         branch_variables=FrozenDict(built.branch_variables),
         update_ops=built.update_ops,
         device=device,
         versions=FrozenDict(backend.versions()),
     )
     return dataclasses.replace(result, notes=report.measured_notes(result))
+
+
+def trajectory(train_variables: Tuple[str, ...], steps: List[Dict[str, np.ndarray]],
+               fed_names: List[str], fed: List[List[np.ndarray]],
+               gaps: Optional[List[float]]) -> FrozenDict:
+    """ProbeResult.trajectory: the train branch's variables after each step, the statistics fed
+    to each moving average (``fed[step]`` in ``fed_names`` order), and the gap (one input)."""
+    found = {short_name(n): frozen_array([values[n] for values in steps])
+             for n in train_variables}
+    for name, key in (("moving_mean", "batch_mean"), ("moving_variance", "batch_variance")):
+        if name in fed_names:
+            found[key] = frozen_array([step[fed_names.index(name)] for step in fed])
+    if gaps is not None:
+        found["gap"] = frozen_array(gaps, np.float64)
+    return FrozenDict(found)
+
+
+def variable_infos(variables: Dict[str, Any]) -> Tuple[VariableInfo, ...]:
+    """Full name -> tf.Variable, as VariableInfo sorted by name."""
+    return tuple(VariableInfo(v.name, short_name(v.name), tuple(v.shape.as_list()),
+                              v.dtype.base_dtype.name) for _, v in sorted(variables.items()))
 
 
 def converge(config: ProbeConfig, tol: float, max_steps: int) -> Convergence:
@@ -202,6 +219,10 @@ def converge(config: ProbeConfig, tol: float, max_steps: int) -> Convergence:
     if config.batches is not None:
         raise ValueError("converge compares the test and train outputs of one input; "
                          "it takes no batches")
+    if config.api == "keras3":
+        from . import keras3_runner
+
+        return keras3_runner.converge(config, tol, max_steps)
     with _session(config) as s:
         stopped = "limit reached"
         measured: Optional[int] = None

@@ -66,22 +66,12 @@ def tf_version():
     return backend.tensorflow().__version__
 
 
-def contrib_update_ops_unavailable(api, updates, zero_debias=False):
-    """contrib with UPDATE_OPS (and no zero_debias) hands over to the tf.layers class, which
-    TensorFlow 2.13 imports from keras.legacy_tf_layers, a module Keras 2.13 no longer has."""
-    import importlib.util
-
-    return (api == "contrib" and updates != "inplace" and not zero_debias
-            and backend_name() == "tf2"
-            and importlib.util.find_spec("keras.legacy_tf_layers") is None)
-
-
 def updates_run(api, updates, trainable=True):
     """As documented: in-place updates run; UPDATE_OPS holds the updates of every API except
     tf.keras, whose updates live in layer.updates; forgotten updates never run. A tf.layers or
     tf.keras layer with trainable=False publishes no updates (Keras's Layer.updates is empty for
     it; in TF 2.x tf.keras it even runs in inference mode and builds none)."""
-    if not trainable and api in ("layers", "keras"):
+    if not trainable and api in ("layers", "keras", "keras3"):
         return False
     return updates == "inplace" or (updates == "update_ops" and api != "keras")
 

@@ -104,7 +104,7 @@ BAD_INPUTS = [
     py("NaN/inf", 'probe(epsilon=float("inf"))', "epsilon must be a finite number > 0, got inf"),
     py("type", 'probe(epsilon="1e-3")', "epsilon must be a finite number > 0, got '1e-3'"),
     py("choice", 'probe(api="torch")',
-       "api must be one of contrib, layers, keras, nn, got 'torch'"),
+       "api must be one of contrib, layers, keras, nn, keras3, got 'torch'"),
     py("choice", 'probe(updates="never")',
        "updates must be one of inplace, update_ops, forgotten, got 'never'"),
     py("choice", 'probe(data_format="nhwc")', "data_format must be one of NHWC, NCHW, got 'nhwc'"),
@@ -112,11 +112,17 @@ BAD_INPUTS = [
     py("type", 'probe(share_variables="no")', "share_variables must be True or False, got 'no'"),
     py("type", "probe(trainable=0)", "trainable must be True or False, got 0"),
     py("conflict", 'probe(api="nn", trainable=False)',
-       "trainable is an argument of the contrib, layers and keras layers; api='nn' has no layer "
-       "to pass it to"),
+       "trainable is an argument of the contrib, layers, keras and keras3 layers; api='nn' has no "
+       "layer to pass it to"),
     py("conflict", 'probe(zero_debias=True, api="keras")',
        "zero_debias is tf.contrib.layers.batch_norm's zero_debias_moving_mean and needs "
        "api='contrib', got api='keras'"),
+    py("conflict", 'probe(api="keras3", fused=True)',
+       "fused=True is not available with api='keras3': Keras 3's BatchNormalization has no fused "
+       "argument (it builds the non-fused ops); use fused=None or False"),
+    py("conflict", 'probe(api="keras3", updates="forgotten")',
+       "api='keras3' updates the moving statistics as the layer runs (Keras 3 has no update ops "
+       "to collect or forget); updates must be 'inplace', got 'forgotten'"),
     py("device", 'probe(device="tpu")', "device must be one of auto, cpu, gpu, got 'tpu'"),
     py("device", 'probe(device="gpu")',
        "device 'gpu' was requested but TensorFlow sees no GPU; use device 'cpu' or 'auto'",
@@ -168,7 +174,7 @@ BAD_INPUTS = [
     sh("NaN/inf", "--epsilon nan", "epsilon must be a finite number > 0, got nan"),
     sh("range", "--tol 0", "--tol must be a finite number > 0, got 0.0"),
     sh("NaN/inf", "--tol nan", "--tol must be a finite number > 0, got nan"),
-    sh("choice", "--api torch", "api must be one of contrib, layers, keras, nn, got 'torch'"),
+    sh("choice", "--api torch", "api must be one of contrib, layers, keras, nn, keras3, got 'torch'"),
     sh("choice", "--updates never",
        "updates must be one of inplace, update_ops, forgotten, got 'never'"),
     sh("choice", "--data-format NHCW", "data_format must be one of NHWC, NCHW, got 'NHCW'"),
@@ -181,8 +187,11 @@ BAD_INPUTS = [
     sh("conflict", "--matrix --no-fused", MATRIX + "--fused/--no-fused"),
     sh("conflict", "--matrix --no-trainable", MATRIX + "--no-trainable"),
     sh("conflict", "--api nn --no-trainable",
-       "trainable is an argument of the contrib, layers and keras layers; api='nn' has no layer "
-       "to pass it to"),
+       "trainable is an argument of the contrib, layers, keras and keras3 layers; api='nn' has no "
+       "layer to pass it to"),
+    sh("conflict", "--api keras3 --fused",
+       "fused=True is not available with api='keras3': Keras 3's BatchNormalization has no fused "
+       "argument (it builds the non-fused ops); use fused=None or False"),
     sh("range", "--matrix --decay 2", "decay must be a number in [0, 1], got 2.0"),
     sh("range", "--batches 0", "--batches must be a count >= 1 or a FILE.npy, got 0"),
     sh("type", "--batches data.txt",

@@ -57,8 +57,10 @@ def test_default_run_is_quiet(default_run):
 def test_verbose_lets_tensorflow_speak():
     verbose = run("--decay", "0.5", "--verbose")
     assert verbose.returncode == 0
-    # TF's C++ log lines (e.g. cpu_feature_guard.cc) name their source under tensorflow/.
-    assert re.search(r"^\S+ \S+: [IWE] tensorflow/", verbose.stderr, re.M), verbose.stderr
+    # TF's C++ log lines (e.g. cpu_feature_guard.cc): up to TF 2.15 "<date> <time>: I
+    # tensorflow/<source>", from TF 2.16 absl's "I<mmdd> <time> <thread> <source>:<line>]".
+    assert re.search(r"^(\S+ \S+: [IWE] tensorflow/|[IWE]\d{4} [\d:.]+ +\d+ \S+:\d+\] )",
+                     verbose.stderr, re.M), verbose.stderr
 
 
 def test_json_to_stdout_round_trips():

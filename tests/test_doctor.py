@@ -1,8 +1,9 @@
 """BN doctor on real models: small conv + batch-norm nets (contrib, tf.layers, tf.keras) trained a
 few Adam steps on synthetic data, with and without each planted bug, saved with
 tf.compat.v1.train.Saver. Expected values come from the update rule and numpy, never from the
-doctor itself. Every test runs on both backends; where TF 1.15 and TF 2.13 build different graphs
-or files, the test says what each builds (measured)."""
+doctor itself. Every test runs on both backends; where TF 1.15 and TF 2.x build different graphs
+or files, the test says what each builds (measured). Keras 2 and tf.layers come from the backend
+(backend.keras(), backend.v1_layers()): tf.keras is Keras 3 from TF 2.16."""
 import functools
 import json
 import os
@@ -17,28 +18,13 @@ from bn_decay_probe import ProbeConfigError, backend, doctor
 from bn_decay_probe.doctor import (BAD_VARIANCE, KERAS_UPDATES_NOT_COLLECTED,
                                    MISSING_UPDATE_DEPENDENCY, NEVER_UPDATED, PARTLY_CONVERGED,
                                    UNSHARED_BRANCHES, diagnose_checkpoint, diagnose_graph)
-from conftest import backend_name, contrib_update_ops_unavailable
+from conftest import backend_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 X = np.random.RandomState(0).normal(2.0, 3.0, (8, 6, 6, 3)).astype(np.float32)
 TARGET = np.random.RandomState(1).normal(size=(8, 1)).astype(np.float32)
 CHANNELS = (4, 6)  # two conv + BN blocks; different widths so each layer has its own family
 STEPS = 30
-
-
-def contrib_update_ops():
-    """contrib's updates_collections for update ops collected in UPDATE_OPS.
-
-    Where TF can build it, the default UPDATE_OPS itself, as users write it. TensorFlow 2.13 cannot
-    (measured: tf_slim hands the default to tf.layers' class, whose module keras.legacy_tf_layers
-    Keras 2.13 moved -> ModuleNotFoundError), so there the list [UPDATE_OPS]: tf_slim takes the
-    tf.layers route only for `updates_collections is UPDATE_OPS`, so a list keeps contrib's own
-    update path, which adds its update ops to the same UPDATE_OPS collection. The planted bugs
-    (a train op that forgets UPDATE_OPS) are then the same bugs in the same collection."""
-    with backend.quiet() as tf1:
-        if contrib_update_ops_unavailable("contrib", "update_ops"):
-            return [tf1.GraphKeys.UPDATE_OPS]
-        return tf1.GraphKeys.UPDATE_OPS
 
 
 def update_op_names(scope):
@@ -53,11 +39,10 @@ def flagged_update_op_names(api, scope, in_place=False):
     """The update ops of a layer whose training flag is a tensor, as the graph runs them.
     tf.layers (also contrib's UPDATE_OPS under TF 1.15, which is the tf.layers class) conds only
     the momentum and updates outside the cond. contrib's own path conds the updates themselves:
-    TF 1.15 builds control flow v1, whose branch ops sit in the graph under cond_1/; TF 2.13
+    TF 1.15 builds control flow v1, whose branch ops sit in the graph under cond_1/; TF 2.x
     builds control flow v2, one If op (cond_1) whose training-branch function holds both updates,
     so that If op is what runs them (measured)."""
-    if api == "layers" or (api == "contrib" and not in_place
-                           and not contrib_update_ops_unavailable("contrib", "update_ops")):
+    if api == "layers" or (api == "contrib" and not in_place):
         return update_op_names(scope)
     if backend_name() == "tf2":
         return ("%s/cond_1" % scope,)
@@ -100,9 +85,9 @@ class Model:
                 self.saver = tf1.train.Saver()
 
     def _keras_layers(self):
-        tf = backend.tensorflow()
-        return [(tf.keras.layers.Conv2D(c, 3, padding="same"),
-                 tf.keras.layers.BatchNormalization(momentum=self.decay)) for c in CHANNELS]
+        keras = backend.keras()
+        return [(keras.layers.Conv2D(c, 3, padding="same"),
+                 keras.layers.BatchNormalization(momentum=self.decay)) for c in CHANNELS]
 
     def _net(self, tf1, x, training, wiring, shared):
         for i, channels in enumerate(CHANNELS):
@@ -112,20 +97,20 @@ class Model:
                 conv, bn = self.keras_layers[i]
                 x = bn(conv(x), training=training)
             else:
-                x = tf1.layers.conv2d(x, channels, 3, padding="same", reuse=reuse,
+                x = backend.v1_layers().conv2d(x, channels, 3, padding="same", reuse=reuse,
                                       name=name and name + "conv")
                 x = self._batch_norm(tf1, x, training, wiring, name and name + "bn", reuse)
             x = tf1.nn.relu(x)
-        return tf1.layers.dense(tf1.reduce_mean(x, axis=[1, 2]), 1, name="head",
+        return backend.v1_layers().dense(tf1.reduce_mean(x, axis=[1, 2]), 1, name="head",
                                 reuse=tf1.AUTO_REUSE)
 
     def _batch_norm(self, tf1, x, training, wiring, name, reuse):
         if self.api == "contrib":
             collection = (None if wiring == "in_place" else
-                          self.collection or contrib_update_ops())
+                          self.collection or tf1.GraphKeys.UPDATE_OPS)
             return backend.batch_norm()(x, decay=self.decay, is_training=training,
                                         updates_collections=collection, scope=name, reuse=reuse)
-        return tf1.layers.batch_normalization(x, momentum=self.decay, training=training,
+        return backend.v1_layers().batch_normalization(x, momentum=self.decay, training=training,
                                               name=name, reuse=reuse)
 
     def session(self, steps=STEPS):
@@ -278,7 +263,7 @@ def test_ranges_follow_the_update_rule(tmp_path, decay, steps):
         graph = tf1.Graph()
         with graph.as_default():
             y = backend.batch_norm()(tf1.constant(X), decay=decay, is_training=True,
-                                     updates_collections=contrib_update_ops())
+                                     updates_collections=tf1.GraphKeys.UPDATE_OPS)
             step = tf1.train.get_or_create_global_step()
             with tf1.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
                 train_op = tf1.train.AdamOptimizer(0.01).minimize(
@@ -290,14 +275,9 @@ def test_ranges_follow_the_update_rule(tmp_path, decay, steps):
                 session.run(train_op)
             prefix = saver.save(session, str(tmp_path / "bn"), global_step=step)
     flat = X.astype(np.float64).reshape(-1, 3)
-    if contrib_update_ops_unavailable("contrib", "update_ops"):
-        # TF 2.13, list [UPDATE_OPS]: contrib's own update takes 1 - decay in Python and rounds
-        # it to float32 once (measured: float32(0.001) = 0.0010000000475).
-        factor = float(np.float32(1.0 - decay))
-    else:
-        # With UPDATE_OPS, contrib (through the tf.layers class) computes 1 - decay in float32
-        # from a float32 decay (measured: 1 - 0.999f = 0.00099998713, 1.3e-5 below 0.001).
-        factor = float(np.float32(1.0) - np.float32(decay))
+    # With UPDATE_OPS, contrib (through the tf.layers class) computes 1 - decay in float32
+    # from a float32 decay (measured: 1 - 0.999f = 0.00099998713, 1.3e-5 below 0.001).
+    factor = float(np.float32(1.0) - np.float32(decay))
     weight = (1.0 - factor) ** steps
     mean = (1 - weight) * flat.mean(axis=0)
     variance = weight + (1 - weight) * flat.var(axis=0, ddof=1)
@@ -311,16 +291,16 @@ def test_ranges_follow_the_update_rule(tmp_path, decay, steps):
 
 def test_keras_save_weights_checkpoint(tmp_path):
     # Object-based keys (".../.ATTRIBUTES/VARIABLE_VALUE"), no global_step.
-    tf = backend.tensorflow()
+    keras = backend.keras()
     with backend.quiet() as tf1:
         graph = tf1.Graph()
-        with graph.as_default(), tf1.Session(graph=graph).as_default():
-            model = tf.keras.Sequential([tf.keras.layers.Conv2D(4, 3),
-                                         tf.keras.layers.BatchNormalization()])
+        with graph.as_default(), tf1.Session(graph=graph).as_default() as session:
+            model = keras.Sequential([keras.layers.Conv2D(4, 3),
+                                      keras.layers.BatchNormalization()])
             model(tf1.constant(X))
-            tf1.keras.backend.get_session().run(tf1.global_variables_initializer())
+            session.run(tf1.global_variables_initializer())
             model.save_weights(str(tmp_path / "weights"))
-    # The key Keras gives the BN layer: Keras 2.13's Sequential names the layers that have
+    # The key Keras gives the BN layer: Keras 2.x's Sequential names the layers that have
     # weights "layer_with_weights-N" in its object graph, TF 1.15's tf.keras "layer-N" (measured).
     layer = "layer_with_weights-1" if backend_name() == "tf2" else "layer-1"
     d = diagnose_checkpoint(str(tmp_path / "weights"), decay=0.99)

@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
+from bn_decay_probe import backend
 from bn_decay_probe.matrix import MATRIX_SHAPE, combinations, semantics_matrix
-from conftest import (Reference, backend_name, contrib_update_ops_unavailable, first_step_within,
-                      updates_run)
+from conftest import Reference, backend_name, first_step_within, updates_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 X = np.random.RandomState(0).uniform(0, 255, MATRIX_SHAPE).astype(np.float32)
@@ -24,23 +24,30 @@ def matrix():
 def test_one_row_per_api_fused_updates_plus_unshared_and_untrainable(matrix):
     keys = [(r.api, r.fused_requested, r.updates, r.share_variables, r.trainable)
             for r in matrix.rows]
-    assert len(keys) == 4 * 2 * 3 + 4 + 3 == len(set(keys))
+    assert len(keys) == 4 * 2 * 3 + 4 + 3 + 3 == len(set(keys))
     assert {(a, f, u) for a, f, u, share, trainable in keys if share and trainable} == {
         (a, f, u) for a in ("contrib", "layers", "keras", "nn") for f in (True, False)
-        for u in ("inplace", "update_ops", "forgotten")}
+        for u in ("inplace", "update_ops", "forgotten")} | {("keras3", False, "inplace")}
+    # Keras 3: non-fused, updating as it runs; shared, unshared and trainable=False.
+    assert keys[-3:] == [("keras3", False, "inplace", True, True),
+                         ("keras3", False, "inplace", False, True),
+                         ("keras3", False, "inplace", True, False)]
 
 
 @pytest.mark.parametrize("index", range(len(ROWS)), ids=["-".join(map(str, r)) for r in ROWS])
 def test_row_cells(matrix, index):
     row = matrix.rows[index]
-    if contrib_update_ops_unavailable(row.api, row.updates):
-        assert row.measured is None and "cannot import" in row.unavailable
+    if row.api == "keras3" and "keras3" not in backend.versions():
+        assert row.measured is None and row.unavailable == (
+            "api='keras3' needs TensorFlow 2.16-2.21, where tf.keras is Keras 3; found "
+            "TensorFlow %s" % backend.tensorflow().__version__)
         return
     m = row.measured
     ref = Reference(X)
     ran = updates_run(row.api, row.updates, row.trainable)
-    # TF 2.x tf.keras with trainable=False normalizes with the moving statistics in training too.
-    inference = not row.trainable and row.api == "keras" and backend_name() == "tf2"
+    # TF 2.x tf.keras and Keras 3 with trainable=False normalize with the moving statistics in
+    # training too.
+    inference = not row.trainable and row.api in ("keras", "keras3") and backend_name() == "tf2"
     assert m.fused is row.fused_requested
     assert m.updated is ran
     assert m.variance == ("none" if inference else  # no update op built, nothing fed

@@ -5,8 +5,8 @@ import pytest
 
 from bn_decay_probe import ProbeConfigError, backend, probe
 from bn_decay_probe.report import render_text
-from conftest import (Reference, backend_name, channel_inputs, contrib_update_ops_unavailable,
-                      first_step_within, updates_run)
+from conftest import (Reference, backend_name, channel_inputs, first_step_within,
+                      updates_run)
 
 APIS = ("contrib", "layers", "keras", "nn")
 UPDATES = ("inplace", "update_ops", "forgotten")
@@ -18,10 +18,6 @@ SHAPE = (2, 3, 5, 3)
 @pytest.mark.parametrize("api", APIS)
 def test_api_fused_and_update_mode_against_the_reference(api, fused, updates):
     x = channel_inputs(SHAPE)
-    if contrib_update_ops_unavailable(api, updates):
-        with pytest.raises(ProbeConfigError, match="cannot import .*legacy_tf_layers"):
-            probe(decay=0.75, inputs=x, fused=fused, api=api, updates=updates, device="cpu")
-        return
     r = probe(decay=0.75, inputs=x, fused=fused, steps=2, api=api, updates=updates,
               device="cpu")
     ref = Reference(x)
@@ -54,8 +50,6 @@ def test_api_fused_and_update_mode_against_the_reference(api, fused, updates):
 ])
 def test_what_reaches_the_update_ops_collection(api, updates, collected):
     """tf.keras in a TF1 graph adds nothing to UPDATE_OPS: measured on the graph."""
-    if contrib_update_ops_unavailable(api, updates):
-        pytest.skip("TF 2.13 cannot build contrib's UPDATE_OPS path (tested above)")
     r = probe(decay=0.5, api=api, updates=updates, device="cpu")
     assert len(r.update_ops) == collected
     assert all("moving" in name or "AssignMovingAvg" in name for name in r.update_ops)
@@ -197,8 +191,6 @@ def test_zero_debias_at_decay_one_divides_zero_by_zero():
 def test_one_minus_decay_as_the_graph_holds_it(api, updates, arithmetic):
     """assign_moving_average computes 1 - decay in Python, then casts; the tf.layers / Keras
     class (also behind contrib's UPDATE_OPS path) subtracts in float32 inside the graph."""
-    if contrib_update_ops_unavailable(api, updates):
-        pytest.skip("TF 2.13 cannot build contrib's UPDATE_OPS path (tested above)")
     r = probe(decay=0.999, api=api, updates=updates, device="cpu")
     expected = np.float32(1 - 0.999) if arithmetic == "float64" else \
         np.float32(1) - np.float32(0.999)

@@ -9,7 +9,7 @@ import pytest
 
 from bn_decay_probe import matrix, runner, sweep, sweep_runner
 from bn_decay_probe.config import ProbeConfig
-from conftest import channel_inputs, contrib_update_ops_unavailable, first_step_within
+from conftest import channel_inputs, first_step_within
 
 X = channel_inputs((4, 8, 8, 3))  # n = 256: the fused n/(n-1) gap stays below TOL
 TOL = 0.01
@@ -55,9 +55,6 @@ def test_a_column_that_stops_changing_stops():
 def test_a_gap_that_cannot_change_is_decided_after_one_step(options, message):
     """Updates that never run change nothing; unshared branches keep updating the train
     branch's statistics, which neither output reads: the gap after step 1 is every step's."""
-    if contrib_update_ops_unavailable(options.get("api", "contrib"),
-                                      options.get("updates", "inplace")):
-        pytest.skip("this TensorFlow cannot build contrib with UPDATE_OPS")
     first, converged = sweep_runner.converge(_config(**options), (0.0, 0.9, 0.999), TOL, 3)
     for c in converged:
         assert (c.measured, c.steps_run, c.stopped) == (None, 1, message)

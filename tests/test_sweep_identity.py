@@ -6,8 +6,7 @@ import pytest
 
 from bn_decay_probe import probe, sweep, sweep_graph
 from bn_decay_probe.testing import assert_sweep_matches_probe, deviation
-from conftest import (DECAYS, EPSILON, FUSED, backend_name, channel_inputs,
-                      contrib_update_ops_unavailable)
+from conftest import DECAYS, EPSILON, FUSED, backend_name, channel_inputs
 
 SHAPES = ((1, 4, 4, 1), (2, 3, 5, 3), (2, 3, 5, 16))
 
@@ -84,10 +83,6 @@ def test_every_api_and_setting_matches_probe(options):
     if "batches" in options:
         options["batches"] = [channel_inputs((2, 3, 5, 3), seed=s)
                               for s in range(options["batches"])]
-    if contrib_update_ops_unavailable(options.get("api", "contrib"),
-                                      options.get("updates", "inplace"),
-                                      options.get("zero_debias", False)):
-        pytest.skip("this TensorFlow cannot build contrib with UPDATE_OPS (test_semantics)")
     decays = (0.0, 0.5, 0.99)
     swept = sweep(decays, **options)
     for decay, result in zip(decays, swept):

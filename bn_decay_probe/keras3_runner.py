@@ -1,0 +1,223 @@
+"""api "keras3": Keras 3's BatchNormalization(momentum=decay), run the way Keras 3 runs it.
+
+Keras 3 (tf.keras from TF 2.16) has no TF1 graph mode: inside a tf.compat.v1 graph its updates
+never run. So this probe makes one layer object (two with share_variables=False), calls it
+through tf.function with training=True for each train step and with training=False for the
+test, eagerly between calls, as Model.fit and Model.predict do. The numbers are read the same
+way as for the graph APIs: the moving-average update is found in the traced function's graph
+(Keras 3 writes ``v = v * momentum + value * (1 - momentum)``), and the statistic it multiplies
+is returned by the train function, so ``batch_statistics`` is what was fed, not recomputed.
+
+What an eager run does not have is said, not filled in: no UPDATE_OPS collection (the result's
+``update_ops`` is empty) and no per-op step stats (``device.ops`` is empty; a note gives the
+device of the outputs).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+
+from . import backend, devices, graph, report, theory
+from .config import ProbeConfig
+from .frozen import FrozenDict, freeze, frozen_arrays
+from .result import Convergence, DeviceReport, ProbeResult
+from .runner import _gap, _notify, _to_nhwc, trajectory, variable_infos
+
+LAYER_NAMES = ("batch_normalization", "batch_normalization_1")  # as Keras names two layers
+_READS = frozenset({"ReadVariableOp", "Cast", "Identity"})
+
+
+class _Probe:
+    """The layer(s), the traced train and test functions and what their graphs show."""
+
+    def __init__(self, config: ProbeConfig, target: str):
+        self.tf, self.config, self.target = backend.tensorflow(), config, target
+        keras = backend.keras3()
+
+        def layer(name: str) -> Any:
+            return keras.layers.BatchNormalization(
+                axis=1 if config.data_format == "NCHW" else -1, momentum=config.decay,
+                epsilon=config.epsilon, trainable=config.trainable, name=name)
+
+        self.layers = {"train": layer(LAYER_NAMES[0])}
+        self.layers["test"] = (self.layers["train"] if config.share_variables
+                               else layer(LAYER_NAMES[1]))
+        self.fed: Dict[str, float] = {}  # moving variable -> 1 - decay as the graph holds it
+        self.graphs: Dict[str, Any] = {}
+        self.train = self.tf.function(self._train, autograph=False)
+        self.test = self.tf.function(self._test, autograph=False)
+        x = self.tf.constant(graph.layout(config, config.inputs))
+        with self.tf.device(target):
+            for phase, function in (("train", self.train), ("test", self.test)):
+                self.graphs[phase] = function.get_concrete_function(x).graph
+        self.variables = {v.name: v for phase in ("train", "test")
+                          for v in self._variables(phase)}
+
+    def _train(self, x: Any) -> List[Any]:
+        output = self.layers["train"](x, training=True)
+        statistics = []
+        updates = _moving_averages(self.tf.compat.v1.get_default_graph(), self.layers["train"])
+        for name in graph.MOVING:
+            if name in updates:
+                value, factor = updates[name]
+                self.fed[name] = float(self.tf.get_static_value(factor))
+                statistics.append(value)
+        return [output] + statistics
+
+    def _test(self, x: Any) -> Any:
+        return self.layers["test"](x, training=False)
+
+    def _variables(self, phase: str) -> List[Any]:
+        """The tf.Variables the traced function of ``phase`` reads (captured, so measured)."""
+        captured = {id(handle) for handle, _ in self.graphs[phase].captures}
+        return [v for v in _tf_variables(self.layers[phase]) if id(v.handle) in captured]
+
+    def branch_variables(self) -> Dict[str, Tuple[str, ...]]:
+        return {phase: tuple(sorted(v.name for v in self._variables(phase)))
+                for phase in graph.PHASES}
+
+    def snapshot(self) -> Dict[str, np.ndarray]:
+        return {name: v.numpy() for name, v in sorted(self.variables.items())}
+
+    def run_train(self, x: np.ndarray) -> Tuple[np.ndarray, List[np.ndarray]]:
+        with self.tf.device(self.target):
+            output, *statistics = self.train(self.tf.constant(x))
+        self.output_device = output.device
+        return output.numpy(), [s.numpy() for s in statistics]
+
+    def run_test(self, x: np.ndarray) -> np.ndarray:
+        with self.tf.device(self.target):
+            return self.test(self.tf.constant(x)).numpy()
+
+
+def _tf_variables(layer: Any) -> List[Any]:
+    """The TensorFlow variables behind a Keras 3 layer's weights."""
+    return [getattr(w, "value", w) for w in layer.weights]
+
+
+def _moving_averages(func_graph: Any, layer: Any) -> Dict[str, Tuple[Any, Any]]:
+    """moving_mean / moving_variance -> (statistic fed, its factor 1 - momentum), found in the
+    traced graph as AssignVariableOp(v, v * momentum + value * factor)."""
+    handles = {id(layer.moving_mean.value.handle): "moving_mean",
+               id(layer.moving_variance.value.handle): "moving_variance"}
+    placeholders = {id(inner.op): handles[id(outer)]
+                    for outer, inner in func_graph.captures if id(outer) in handles}
+    found = {}
+    for op in func_graph.get_operations():
+        if op.type != "AssignVariableOp" or id(op.inputs[0].op) not in placeholders:
+            continue
+        total = op.inputs[1].op
+        if total.type not in ("AddV2", "Add") or any(t.op.type != "Mul" for t in total.inputs):
+            raise graph.GraphStructureError("Keras 3 updated %s otherwise than v * momentum + "
+                                            "value * (1 - momentum)"
+                                            % placeholders[id(op.inputs[0].op)])
+        for product in (t.op for t in total.inputs):
+            a, b = product.inputs
+            if not _reads(a.op, op.inputs[0].op) and not _reads(b.op, op.inputs[0].op):
+                value, factor = (a, b) if b.op.type == "Const" else (b, a)
+                found[placeholders[id(op.inputs[0].op)]] = (value, factor)
+    return found
+
+
+def _reads(op: Any, resource: Any) -> bool:
+    """Whether ``op`` is a read (possibly cast) of the variable behind ``resource``."""
+    while op.type in _READS and op.inputs:
+        if op.inputs[0].op is resource:
+            return True
+        op = op.inputs[0].op
+    return False
+
+
+def _ops(func_graph: Any) -> frozenset:
+    return frozenset(op.name for op in func_graph.get_operations())
+
+
+def _probe(config: ProbeConfig) -> Tuple[_Probe, devices.Placement, Tuple[str, ...]]:
+    gpus = backend.visible_gpus()
+    placement = devices.resolve(config.device, gpus)
+    if placement.notice:
+        _notify(placement.notice)
+    with backend.quiet():
+        return _Probe(config, placement.target), placement, gpus
+
+
+def run(config: ProbeConfig) -> ProbeResult:
+    """probe() for api "keras3": the same result as the graph APIs, measured eagerly."""
+    p, placement, gpus = _probe(config)
+    one_input = config.batches is None
+    inputs = graph.layout(config, config.inputs)
+    batches = None if one_input else graph.layout(config, config.batches)
+    snapshots = {"before_train": p.snapshot()}
+    steps: List[Dict[str, np.ndarray]] = []
+    fed: List[List[np.ndarray]] = []
+    gaps: List[float] = []
+    train_output = inputs
+    for step in range(config.train_steps):
+        x = inputs if one_input else batches[step % len(batches)]
+        train_output, statistics = p.run_train(x)
+        steps.append(p.snapshot())
+        fed.append(statistics)
+        if one_input and step < config.train_steps - 1:
+            gaps.append(_gap(p.run_test(inputs), train_output))
+    snapshots["after_train"] = steps[-1]
+    snapshots["before_test"] = p.snapshot()
+    test_output = p.run_test(inputs)
+    snapshots["after_test"] = p.snapshot()
+    if one_input:
+        gaps.append(_gap(test_output, train_output))
+
+    branch_variables = p.branch_variables()
+    fed_names = [name for name in graph.MOVING if name in p.fed]
+    result = ProbeResult(
+        config=config,
+        inputs=config.inputs,
+        outputs=FrozenDict(train=freeze(_to_nhwc(config, train_output)),
+                           test=freeze(_to_nhwc(config, test_output))),
+        snapshots=FrozenDict((label, frozen_arrays(values)) for label, values in snapshots.items()),
+        trajectory=trajectory(branch_variables["train"], steps, fed_names, fed,
+                              gaps if one_input else None),
+        batch_statistics=frozen_arrays(dict(zip(fed_names, fed[-1]))),
+        update_factor=FrozenDict((name, p.fed[name]) for name in fed_names),
+        fused_by_phase=FrozenDict((phase, graph.is_fused(p.graphs[phase], _ops(p.graphs[phase])))
+                                  for phase in graph.PHASES),
+        epsilon=FrozenDict((phase, graph.epsilon_of(p.graphs[phase], _ops(p.graphs[phase])))
+                           for phase in graph.PHASES),
+        variables=variable_infos(p.variables),
+        branch_variables=FrozenDict(branch_variables),
+        update_ops=(),  # no TF1 collection in an eager run
+        device=DeviceReport(config.device, placement.target, gpus, placement.notice,
+                            FrozenDict((phase, FrozenDict()) for phase in graph.PHASES)),
+        versions=FrozenDict(backend.versions()),
+    )
+    notes = report.measured_notes(result) + (
+        "api keras3 ran as Keras 3 runs it, through tf.function calls: there is no UPDATE_OPS "
+        "collection, and TensorFlow records no per-op devices for such calls, so where each op "
+        "ran is not measured; the outputs were on %s" % devices.canonical(p.output_device),)
+    return dataclasses.replace(result, notes=notes)
+
+
+def converge(config: ProbeConfig, tol: float, max_steps: int) -> Convergence:
+    """runner.converge for api "keras3": train steps until max |test - train| <= tol, or until a
+    step leaves every variable bit-identical."""
+    p, _, _ = _probe(config)
+    x = graph.layout(config, config.inputs)
+    stopped, measured = "limit reached", None
+    before = p.snapshot()
+    step = 0
+    for step in range(1, max_steps + 1):
+        train_output, _ = p.run_train(x)
+        if _gap(p.run_test(x), train_output) <= tol:
+            measured = step
+            break
+        after = p.snapshot()
+        if all(np.array_equal(before[n], after[n]) for n in after):
+            stopped = "the variables stopped changing after step %d" % (step - 1)
+            break
+        before = after
+    epsilon = graph.epsilon_of(p.graphs["train"], _ops(p.graphs["train"]))
+    fused = graph.is_fused(p.graphs["train"], _ops(p.graphs["train"]))
+    predicted = theory.predicted_steps_to_converge(config.inputs, config.decay, fused, epsilon,
+                                                   tol, config.zero_debias)
+    return Convergence(tol, measured, predicted, step, "" if measured else stopped)
