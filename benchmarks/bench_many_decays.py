@@ -8,8 +8,8 @@ doing the same work and a cold ``run_experiment.py --decay 0.9``, all in one run
   every decay's moving averages (kept per step), test output and test/train gap (float64);
 - ``run_experiment.py --matrix``, a fresh process, and numpy stepping each of its rows for as
   many steps as the row ran (read from its JSON);
-- peak RSS, each in a fresh process: probe() on [32, 56, 56, 64] and sweep() of 10 decays x 10
-  steps on it.
+- peak RSS, each in a fresh process: probe() of 10 steps on [32, 56, 56, 64] and sweep() of
+  10 decays x 10 steps on it.
 
 Every timing is repeated, the runs interleaved, and medians reported, wall clock and CPU time
 (this process's, or the children's), since the machine is shared: the CPU ratios move less
@@ -84,7 +84,7 @@ def child_memory(mode: str) -> None:
     from bn_decay_probe import probe, sweep
 
     if mode == "probe":
-        probe(decay=0.9, shape=LARGE, device="cpu")
+        probe(decay=0.9, shape=LARGE, steps=10, device="cpu")
     elif mode == "sweep":
         sweep(list(np.linspace(0.9, 0.999, 10)), steps=10, shape=LARGE, device="cpu")
     else:  # the footprint of TensorFlow's import and a session on a tiny input
@@ -180,8 +180,8 @@ def main() -> None:
     footprint, alone, swept = (median([peak(mode) for _ in range(3)])
                                for mode in ("tiny", "probe", "sweep"))
     size = 4 * float(np.prod(LARGE)) / 2 ** 20
-    print("peak RSS (median of 3 processes), %s float32 (%.1f MiB): probe() %.0f MiB, sweep() of "
-          "10 decays x 10 steps %.0f MiB: %.2fx; above a probe() on [1, 4, 4, 1] (%.0f MiB): "
+    print("peak RSS (median of 3 processes), %s float32 (%.1f MiB), 10 steps: probe() %.0f MiB, "
+          "sweep() of 10 decays %.0f MiB: %.2fx; above a probe() on [1, 4, 4, 1] (%.0f MiB): "
           "%.0f and %.0f MiB, %.1f and %.1f input sizes"
           % (list(LARGE), size, alone, swept, swept / alone, footprint, alone - footprint,
              swept - footprint, (alone - footprint) / size, (swept - footprint) / size))

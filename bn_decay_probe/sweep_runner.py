@@ -112,13 +112,19 @@ class _Session:
         """A train step (one input) fetching what converge needs: the float32 gap of each copy
         and the sum that tells NaN (sweep_graph._screen), and the step's fed statistics,
         variables and outputs (no exact gap)."""
+        return self.unscreen(self.screened_run()(*self.feeds))
+
+    def screened_run(self) -> Any:
+        """The callable of screened_step, its values in a list (unscreen reads them)."""
         b = self.built
         if "screened" not in self._callables:
             self._callables["screened"] = backend.fast_callable(
                 self.session, self.feed_list, list(b.screen) + list(b.fed.values()) +
                 b.after_train + [b.train_output, b.test_output])
-        values = self._callables["screened"](*self.feeds)
-        fed, count = len(b.fed), len(b.variables)
+        return self._callables["screened"]
+
+    def unscreen(self, values: List[np.ndarray]) -> Tuple[np.ndarray, np.ndarray, _Fetched]:
+        fed, count = len(self.built.fed), len(self.built.variables)
         return values[0], values[1], _Fetched(values[2:2 + fed], values[2 + fed:2 + fed + count],
                                               None, (values[-2], values[-1]))
 
@@ -282,17 +288,22 @@ def converge(config: ProbeConfig, decays: Sequence[float], tol: float,
                 break
             running = [j for j in range(copies) if j not in decided]
             last_budget = min(budgets[j] for j in running)
-            last_screened = screened.tolist()
+            last_screened, run, feeds = screened.tolist(), s.screened_run(), s.feeds
+            raw = None
             while True:  # the steps where nothing is decided, with as little Python as can be
-                previous = after
-                screened, sums, fetched = s.screened_step()
-                after, step = fetched.after_train, step + 1
-                values, totals = screened.tolist(), sums.tolist()
+                before_step, raw = raw, run(*feeds)
+                step += 1
+                values, totals = raw[0].tolist(), raw[1].tolist()
                 if step >= last_budget or not all(  # NaN != NaN: a NaN difference breaks out
                         screen.high < values[j] < np.inf and values[j] != last_screened[j]
                         and totals[j] == totals[j] for j in running):
                     break
                 last_screened = values
+            if before_step is not None:  # else the variables after the step the loop began at
+                after = s.unscreen(before_step)[2].after_train
+            previous = after
+            screened, sums, fetched = s.unscreen(raw)
+            after = fetched.after_train
             repeated = [v == w for v, w in zip(values, last_screened)]
             gaps = screen.gaps(screened, sums, decided, lambda: s.gaps(*fetched.outputs))
     return first, tuple(Convergence(tol, decided[j][0], predicted[j], decided[j][1],
