@@ -1,8 +1,9 @@
 """Builds the sweep's graph: the layer of a ProbeConfig for many decays at once.
 
 Batch norm treats every channel on its own, so the input is tiled along the channel axis, one
-copy of its C channels per decay, and the decay is a fed per-channel tensor: copy j of the
-channels is the layer at decay j, and one ``Session.run`` steps every decay. The layer is the
+copy of its C channels per decay, and the decay is a per-channel tensor (a constant, or fed at
+each run when chunks of decays take turns in the graph): copy j of the channels is the layer at
+decay j, and one ``Session.run`` steps every decay. The layer is the
 API's own, built by ``apis`` exactly as probe() builds it, in a graph built in the same order, so
 its variables (of the same kind) and update ops have probe()'s names. Nothing writes a variable
 after the train step within a run, so its reads, ordered by control dependencies, see the values
