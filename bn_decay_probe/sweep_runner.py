@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -244,8 +245,8 @@ def converge(config: ProbeConfig, decays: Sequence[float], tol: float,
     with _opened(config, copies, decays) as s:
         b = s.built
         fused, epsilon = b.fused["train"], b.epsilon["train"]
-        predicted = [theory.predicted_steps_to_converge(config.inputs, d, fused, epsilon, tol,
-                                                        config.zero_debias) for d in decays]
+        predicted = [_predicted(config.inputs.tobytes(), config.shape, d, fused, epsilon, tol,
+                                config.zero_debias) for d in decays]
         budgets = [budget_factor * (p or theory.settled_after(d))
                    for d, p in zip(decays, predicted)]
         columns = _Columns(s)
@@ -308,6 +309,15 @@ def converge(config: ProbeConfig, decays: Sequence[float], tol: float,
             gaps = screen.gaps(screened, sums, decided, lambda: s.gaps(*fetched.outputs))
     return first, tuple(Convergence(tol, decided[j][0], predicted[j], decided[j][1],
                                     decided[j][2]) for j in range(copies))
+
+
+@functools.lru_cache(maxsize=256)
+def _predicted(inputs: bytes, shape: Tuple[int, ...], decay: float, fused: bool, epsilon: float,
+               tol: float, zero_debias: bool) -> Optional[int]:
+    """theory.predicted_steps_to_converge, once per input and setting: the semantics matrix
+    asks it again for every row."""
+    x = np.frombuffer(inputs, np.float32).reshape(shape)
+    return theory.predicted_steps_to_converge(x, decay, fused, epsilon, tol, zero_debias)
 
 
 class _Screen:
