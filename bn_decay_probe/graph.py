@@ -242,12 +242,28 @@ def written_variables(target: Any) -> FrozenSet[str]:
 
 def variables_feeding(tensors: List[Any]) -> FrozenSet[str]:
     """Names of the variable ops whose values ``tensors`` are computed from (data inputs only:
-    an update that merely runs first, as a control dependency, is not read)."""
-    return frozenset(op.name for op in _upstream(tensors, control=False)
+    an update that merely runs first, as a control dependency, is not read; nor the mean and
+    variance inputs of a fused kernel in training mode that does not average them, which
+    TF 2.x Keras wires to its moving statistics and the kernel ignores)."""
+    return frozenset(op.name for op in _upstream(tensors, control=False, read=_read_inputs)
                      if op.type in _VARIABLE_OPS)
 
 
-def _upstream(targets: List[Any], control: bool) -> List[Any]:
+def _read_inputs(op: Any) -> List[Any]:
+    """The inputs an op's kernel reads: FusedBatchNorm* with is_training and an
+    exponential_avg_factor of 1 (V3's default; V1 and V2 have none) normalizes with the batch's
+    statistics and reads only x, scale and offset."""
+    if op.type in FUSED_OPS and op.get_attr("is_training"):
+        factor = op.get_attr("exponential_avg_factor") if op.type == "FusedBatchNormV3" and \
+            "exponential_avg_factor" in op.node_def.attr else 1.0
+        if factor == 1.0:
+            return list(op.inputs)[:3]
+    return list(op.inputs)
+
+
+def _upstream(targets: List[Any], control: bool, read: Any = None) -> List[Any]:
+    """Every op ``targets`` depend on (through ``read(op)``'s inputs, default all, and with
+    ``control`` the control dependencies), themselves included."""
     stack = [getattr(t, "op", t) for t in targets]
     seen: Dict[str, Any] = {}
     while stack:
@@ -255,7 +271,7 @@ def _upstream(targets: List[Any], control: bool) -> List[Any]:
         if op.name in seen:
             continue
         seen[op.name] = op
-        stack.extend(t.op for t in op.inputs)
+        stack.extend(t.op for t in (read(op) if read else op.inputs))
         if control:
             stack.extend(op.control_inputs)
     return list(seen.values())
