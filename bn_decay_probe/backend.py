@@ -21,7 +21,6 @@ import platform
 import re
 import sys
 import tempfile
-import threading
 import warnings
 from typing import Any, Dict, Iterator, Tuple
 
@@ -238,22 +237,10 @@ def _slim() -> Any:
     return tf_slim
 
 
-# warnings.catch_warnings and the logger's level are process-wide: threads that build graphs
-# (the semantics matrix's rows) take turns.
-_QUIET = threading.RLock()
-
-
 @contextlib.contextmanager
 def quiet() -> Iterator[Any]:
     """Yields tf.compat.v1 with TF's Python-side warnings (deprecations, the tf.contrib sunset
-    notice) muted, and restores the caller's logging settings afterwards; one thread at a
-    time."""
-    with _QUIET, _muted() as tf1:
-        yield tf1
-
-
-@contextlib.contextmanager
-def _muted() -> Iterator[Any]:
+    notice) muted, and restores the caller's logging settings afterwards."""
     tf = tensorflow()
     if _verbose:
         yield tf.compat.v1

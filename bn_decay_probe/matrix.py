@@ -10,10 +10,8 @@ them, each stopping as soon as its answer is decided.
 from __future__ import annotations
 
 import dataclasses
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -31,7 +29,6 @@ MATRIX_TOL = 0.01
 EQUAL_TOL = 1e-4  # "test == train": within float32 noise, far below a fused n/(n-1) gap
 MAX_STEPS_FACTOR = 3  # a convergence run stops at 3x the predicted step (or frozen state)
 FUSED = (True, False)
-THREADS = 4  # rows measured at once, at most one per core
 
 
 @dataclass(frozen=True)
@@ -126,29 +123,48 @@ def measure_row(api: str, fused: bool, updates: str, share: bool, trainable: boo
     """One row: its layer after one train step at decay 0, and the steps to converge at each
     of ``decays``. A layer the sweep runs (sweep.sweepable) measures all of them in one graph,
     decay 0 being one more column; another takes a probe and a convergence run per decay."""
-    config = ProbeConfig.create(decay=0.0, shape=shape, seed=seed, fused=fused, device=device,
-                                api=api, updates=updates, share_variables=share,
-                                trainable=trainable)
-    key = (api, fused, updates, share, trainable)
-    try:
-        zero, convergence = (_swept if sweepable(config) else _one_by_one)(config, decays, tol)
-    except ProbeConfigError as exc:
-        return MatrixRow(*key, None, str(exc))
-    return MatrixRow(*key, RowMeasurement(
-        zero.fused, zero.updated, variance_kind(zero.fed_variance, config.inputs),
-        zero.gap <= EQUAL_TOL, zero.gap, zero.shared, FrozenDict(convergence)))
+    return _measure_rows([(api, fused, updates, share, trainable)], decays, tol, shape, seed,
+                         device)[0]
 
 
-def _swept(config: ProbeConfig, decays: Sequence[float],
-           tol: float) -> Tuple[_AtDecay0, Dict[float, Convergence]]:
-    from . import sweep_runner
+def _measure_rows(keys: Sequence[Tuple[str, bool, str, bool, bool]], decays: Sequence[float],
+                  tol: float, shape: Tuple[int, ...], seed: int,
+                  device: str) -> List[MatrixRow]:
+    """The rows of ``keys``: the ones the sweep runs all in one graph, each step one run of
+    them all (sweep_runner.converge_rows), the others one by one."""
+    configs = [ProbeConfig.create(decay=0.0, shape=shape, seed=seed, fused=fused,
+                                  device=device, api=api, updates=updates,
+                                  share_variables=share, trainable=trainable)
+               for api, fused, updates, share, trainable in keys]
+    swept = [i for i, config in enumerate(configs) if sweepable(config)]
+    found: Dict[int, Any] = {}
+    if swept:
+        from . import sweep_runner
 
-    columns = tuple(dict.fromkeys((0.0,) + tuple(decays)))  # decay 0 first, each once
-    first, converged = sweep_runner.converge(config, columns, tol, MAX_STEPS_FACTOR)
-    return _AtDecay0(first.fused, first.updated[0],
-                     None if first.fed_variance is None else first.fed_variance[0],
-                     float(first.gap[0]), first.branches_share_variables), \
-        {d: converged[columns.index(d)] for d in decays}
+        columns = tuple(dict.fromkeys((0.0,) + tuple(decays)))  # decay 0 first, each once
+        for i, row in zip(swept, sweep_runner.converge_rows([configs[i] for i in swept], columns,
+                                                            tol, MAX_STEPS_FACTOR)):
+            if isinstance(row, ProbeConfigError):
+                found[i] = row
+                continue
+            first, converged = row
+            found[i] = (_AtDecay0(first.fused, first.updated[0],
+                                  None if first.fed_variance is None else first.fed_variance[0],
+                                  float(first.gap[0]), first.branches_share_variables),
+                        {d: converged[columns.index(d)] for d in decays})
+    rows = []
+    for i, (key, config) in enumerate(zip(keys, configs)):
+        try:
+            zero, convergence = found[i] if i in found else _one_by_one(config, decays, tol)
+            if isinstance(zero, ProbeConfigError):
+                raise zero
+        except ProbeConfigError as exc:
+            rows.append(MatrixRow(*key, None, str(exc)))
+            continue
+        rows.append(MatrixRow(*key, RowMeasurement(
+            zero.fused, zero.updated, variance_kind(zero.fed_variance, config.inputs),
+            zero.gap <= EQUAL_TOL, zero.gap, zero.shared, FrozenDict(convergence))))
+    return rows
 
 
 def _one_by_one(config: ProbeConfig, decays: Sequence[float],
@@ -173,22 +189,17 @@ def semantics_matrix(decays: Sequence[float] = MATRIX_DECAYS, tol: float = MATRI
                      shape: Tuple[int, ...] = MATRIX_SHAPE, seed: int = 0,
                      device: str = "auto",
                      progress: Optional[Callable[[str], None]] = None) -> SemanticsMatrix:
-    """Every row of combinations(), measured in this run. The rows run on up to THREADS threads
-    (each its own graph and session; TensorFlow releases the GIL while a step runs), in order
-    in the result; ``progress`` is told each row as it starts."""
+    """Every row of combinations(), measured in this run: the rows the sweep runs together,
+    in one graph, the others one by one. ``progress`` is told what is being measured."""
     from . import backend
 
     # Checked here, before the first row runs (and before TensorFlow is imported).
     decays = tuple(check_decay(d) for d in decays)
     tol, shape, seed = check_tol(tol), check_shape(shape), check_seed(seed)
     device = check_device(device)
-    backend.tensorflow()  # imported once, before any thread needs it
-
-    def row(combination: Tuple[str, bool, str, bool, bool]) -> MatrixRow:
-        if progress:
-            progress("api=%s fused=%s updates=%s share_variables=%s trainable=%s" % combination)
-        return measure_row(*combination, decays, tol, shape, seed, device)
-
-    with ThreadPoolExecutor(max(1, min(THREADS, os.cpu_count() or 1))) as pool:
-        rows = tuple(pool.map(row, combinations()))
-    return SemanticsMatrix(rows, tuple(decays), tol, tuple(shape), seed, backend.versions())
+    keys = combinations()
+    if progress:
+        progress("%d rows: api x fused x updates, unshared, trainable=False" % len(keys))
+    rows = _measure_rows(keys, decays, tol, shape, seed, device)
+    return SemanticsMatrix(tuple(rows), tuple(decays), tol, tuple(shape), seed,
+                           backend.versions())

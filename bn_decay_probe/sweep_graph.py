@@ -15,12 +15,13 @@ variable again.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import apis, backend, graph
 from .config import ProbeConfig
+from .errors import ProbeConfigError
 
 # Float32 values of the inputs of one chunk of decays (4 MiB): a chunk's tiled tensors stay
 # this small, so a sweep's working memory is bounded whatever the number of decays. An input
@@ -43,6 +44,7 @@ class SweepGraph:
     """The built graph and what the runner fetches. Internal: holds live TF objects."""
 
     graph: Any
+    ops: Any  # the ops of this layer (graph's helpers scan them for a branch's ops)
     feeds: Dict[Any, np.ndarray]  # placeholder -> the array it initializes (fed once)
     holders: List[Any]  # initialize the held inputs (once)
     initializers: List[Any]  # set every layer variable to its initial value (per chunk)
@@ -75,6 +77,7 @@ class SweepGraph:
     # Which decay values to feed: the API turns a Python decay into 1 - decay in float32 on
     # this path (apis.decay_in_float32), so the fed float64 decay is rounded to float32 first.
     decay_in_float32: bool
+    data_format: str  # of the graph's tensors: "NHWC" (channels last) or "NCHW"
 
     def decay_values(self, decays: Sequence[float]) -> np.ndarray:
         """The fed tensor for at most ``copies`` decays (the rest of the chunk repeats the
@@ -112,75 +115,119 @@ def build(config: ProbeConfig, copies: int, target: str,
     ``target``: ``decays`` held as a constant (TensorFlow then computes 1 - decay once, not at
     every run), or, without them, fed at each run. Raises graph.UnsharedVariablesError as
     graph.build does."""
-    in_float32 = apis.decay_in_float32(config, config.fused is not False)
-    built = _build(config, copies, target, decays, in_float32)
-    if decays is not None and built.decay_in_float32 != in_float32:  # the layer chose
-        built = _build(config, copies, target, decays, built.decay_in_float32)
-    return built
-
-
-def _build(config: ProbeConfig, copies: int, target: str, decays: Optional[Sequence[float]],
-           in_float32: bool) -> SweepGraph:
-    channels = config.channels
-    tiled_shape = config.shape[:3] + (channels * copies,)
     with backend.quiet() as tf1:
         g = tf1.Graph()
         with g.as_default(), tf1.device(target):
-            # The same construction order as graph.build: the same names.
-            feeds: Dict[Any, np.ndarray] = {}
-            axis = 3 if config.data_format == "NHWC" else 1
-            test_input = _hold_tiled(tf1, feeds, "input", graph.layout(config, config.inputs),
-                                     copies, axis)
-            batch_index = None
-            train_input = test_input
-            if config.batches is not None:
-                batches = _hold_tiled(tf1, feeds, "batches",
-                                      graph.layout(config, config.batches), copies, axis + 1)
-                batch_index = tf1.placeholder(tf1.int32, [], name="batch_index")
-                train_input = tf1.gather(batches, batch_index, name="train_input")
-            if decays is None:
-                decay_feed = decay = tf1.placeholder(tf1.float64, [channels * copies],
-                                                     name="decay")
-            else:
-                decay_feed, decay = None, tf1.constant(
-                    _decay_values(decays, copies, channels, in_float32), name="decay")
-            inputs = {"train": train_input, "test": test_input}
-            # ProbeConfig does not validate on construction; this one carries the tensor and
-            # the tiled channels the builders size their variables by.
-            layer = apis.builder(tf1, dataclasses.replace(config, decay=decay,
-                                                          shape=tiled_shape))
-            branches, branch_ops = {}, {}
-            start = len(g.get_operations())
-            branches["train"] = layer.branch(inputs["train"], "train")
-            branch_ops["train"] = frozenset(op.name for op in g.get_operations()[start:])
-            train_step = graph.train_step(tf1, config, branches["train"])
-            reads: Dict[str, Any] = {}
-            with tf1.control_dependencies([train_step]):
-                for v in tf1.global_variables():
-                    reads[v.name] = v.read_value()
-            start = len(g.get_operations())
-            with tf1.control_dependencies(list(reads.values())):
-                branches["test"] = layer.branch(inputs["test"], "test")
-            branch_ops["test"] = frozenset(op.name for op in g.get_operations()[start:])
-            variables = sorted(tf1.global_variables(), key=lambda v: v.name)
-            with tf1.control_dependencies([train_step]):  # unshared: the test branch's own
-                for v in variables:
-                    if v.name not in reads:
-                        reads[v.name] = v.read_value()
-            after_train = [reads[v.name] for v in variables]
-            update_ops = tuple(u.name for u in tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
-            test_output = branches["test"].output
-            with tf1.control_dependencies([test_output]):
-                after_test = [v.read_value() for v in variables]
-            screen = _screen(tf1, test_output, train_step, config, copies)
-            holders = [v.initializer for v in graph.held_variables(g)]
-            initial = [v.initial_value for v in variables]
-            initializers = [v.initializer for v in variables]
+            built = _row(tf1, g, config, copies, decays)
         g.finalize()
+    return built
 
+
+def build_rows(configs: Sequence[ProbeConfig], copies: int, target: str,
+               decays: Sequence[float]) -> Tuple[Any, List[Union[SweepGraph, ProbeConfigError]]]:
+    """One tf.Graph holding the layer of each config (a row, in its own scope) for the same
+    ``decays``, so that one run steps every row: the graph, and each row's SweepGraph, or the
+    ProbeConfigError that says why this TensorFlow cannot build it. Each row sees only its own
+    UPDATE_OPS, as in a graph of its own."""
+    rows: List[Union[SweepGraph, ProbeConfigError]] = []
+    with backend.quiet() as tf1:
+        g = tf1.Graph()
+        with g.as_default(), tf1.device(target):
+            for index, config in enumerate(configs):
+                g.clear_collection(tf1.GraphKeys.UPDATE_OPS)
+                with tf1.variable_scope("row%d" % index):
+                    try:
+                        rows.append(_row(tf1, g, config, copies, decays))
+                    except ProbeConfigError as exc:
+                        rows.append(exc)
+        g.finalize()
+    return g, rows
+
+
+class _Ops:
+    """The ops one row added to a graph, where graph's helpers look for a branch's ops (they
+    scan ``get_operations()``): a row's analysis then reads only its own."""
+
+    def __init__(self, ops: List[Any]):
+        self.ops = ops
+
+    def get_operations(self) -> List[Any]:
+        return self.ops
+
+
+def _row(tf1: Any, g: Any, config: ProbeConfig, copies: int,
+         decays: Optional[Sequence[float]]) -> SweepGraph:
+    """The layer of ``config`` for ``copies`` decays, added to the default graph ``g``."""
+    in_float32 = apis.decay_in_float32(config, config.fused is not False)
+    built = _add(tf1, g, config, copies, decays, in_float32)
+    if decays is not None and built.decay_in_float32 != in_float32:  # the layer chose
+        built = _add(tf1, g, config, copies, decays, built.decay_in_float32)
+    return built
+
+
+def _add(tf1: Any, g: Any, config: ProbeConfig, copies: int, decays: Optional[Sequence[float]],
+         in_float32: bool) -> SweepGraph:
+    channels = config.channels
+    tiled_shape = config.shape[:3] + (channels * copies,)
+    first_op = len(g.get_operations())
+    others = {id(v) for v in tf1.global_variables() + graph.held_variables(g)}
+
+    def own(variables: List[Any]) -> List[Any]:
+        return [v for v in variables if id(v) not in others]
+
+    # The same construction order as graph.build: the same names.
+    feeds: Dict[Any, np.ndarray] = {}
+    axis = 3 if config.data_format == "NHWC" else 1
+    test_input = _hold_tiled(tf1, feeds, "input", graph.layout(config, config.inputs), copies,
+                             axis)
+    batch_index = None
+    train_input = test_input
+    if config.batches is not None:
+        batches = _hold_tiled(tf1, feeds, "batches", graph.layout(config, config.batches),
+                              copies, axis + 1)
+        batch_index = tf1.placeholder(tf1.int32, [], name="batch_index")
+        train_input = tf1.gather(batches, batch_index, name="train_input")
+    if decays is None:
+        decay_feed = decay = tf1.placeholder(tf1.float64, [channels * copies], name="decay")
+    else:
+        decay_feed, decay = None, tf1.constant(
+            _decay_values(decays, copies, channels, in_float32), name="decay")
+    inputs = {"train": train_input, "test": test_input}
+    # ProbeConfig does not validate on construction; this one carries the tensor and the tiled
+    # channels the builders size their variables by.
+    layer = apis.builder(tf1, dataclasses.replace(config, decay=decay, shape=tiled_shape))
+    branches, branch_ops = {}, {}
+    start = len(g.get_operations())
+    branches["train"] = layer.branch(inputs["train"], "train")
+    branch_ops["train"] = frozenset(op.name for op in g.get_operations()[start:])
+    train_step = graph.train_step(tf1, config, branches["train"])
+    reads: Dict[str, Any] = {}
+    with tf1.control_dependencies([train_step]):
+        for v in own(tf1.global_variables()):
+            reads[v.name] = v.read_value()
+    start = len(g.get_operations())
+    with tf1.control_dependencies(list(reads.values())):
+        branches["test"] = layer.branch(inputs["test"], "test")
+    branch_ops["test"] = frozenset(op.name for op in g.get_operations()[start:])
+    variables = sorted(own(tf1.global_variables()), key=lambda v: v.name)
+    with tf1.control_dependencies([train_step]):  # unshared: the test branch's own
+        for v in variables:
+            if v.name not in reads:
+                reads[v.name] = v.read_value()
+    after_train = [reads[v.name] for v in variables]
+    update_ops = tuple(u.name for u in tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
+    test_output = branches["test"].output
+    with tf1.control_dependencies([test_output]):
+        after_test = [v.read_value() for v in variables]
+    screen = _screen(tf1, test_output, train_step, config, copies)
+    holders = [v.initializer for v in own(graph.held_variables(g))]
+    initial = [v.initial_value for v in variables]
+    initializers = [v.initializer for v in variables]
+
+    ops = _Ops(g.get_operations()[first_op:])
     by_name = {v.name: v for v in variables}
     by_op = {v.op.name: v for v in variables}
-    branch_variables = {phase: graph.variables_read(g, branch_ops[phase], by_op)
+    branch_variables = {phase: graph.variables_read(ops, branch_ops[phase], by_op)
                         for phase in graph.PHASES}
     if config.share_variables and not graph.shares_variables(branch_variables):
         raise graph.UnsharedVariablesError(
@@ -189,19 +236,18 @@ def _build(config: ProbeConfig, copies: int, target: str, decays: Optional[Seque
     fed, factors = {}, {}
     for name in graph.MOVING:
         variable = graph.find_variable(by_name, branch_variables["train"], name)
-        found = graph.moving_average_inputs(g, branch_ops["train"], variable)
+        found = graph.moving_average_inputs(ops, branch_ops["train"], variable)
         if found:
             fed[name], factors[name] = found
-    fused = {p: graph.is_fused(g, branch_ops[p]) for p in graph.PHASES}
+    fused = {p: graph.is_fused(ops, branch_ops[p]) for p in graph.PHASES}
     written = graph.written_variables(train_step)
     read = graph.variables_feeding([branches["train"].output, test_output])
     return SweepGraph(
-        g, feeds, holders, initializers, initial, decay_feed, batch_index, copies, channels,
+        g, ops, feeds, holders, initializers, initial, decay_feed, batch_index, copies, channels,
         variables, train_step, test_output, after_train, after_test, screen, fed, factors,
         branch_ops, branch_variables, fused,
-        {p: graph.epsilon_of(g, branch_ops[p]) for p in graph.PHASES}, update_ops,
-        not (written & read), apis.decay_in_float32(config, fused["train"]))
-
+        {p: graph.epsilon_of(ops, branch_ops[p]) for p in graph.PHASES}, update_ops,
+        not (written & read), apis.decay_in_float32(config, fused["train"]), config.data_format)
 
 
 def _screen(tf1: Any, test: Any, train: Any, config: ProbeConfig, copies: int) -> Tuple[Any, Any]:

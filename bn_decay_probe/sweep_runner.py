@@ -18,12 +18,14 @@ import contextlib
 import dataclasses
 import functools
 import math
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple,
+                    Union)
 
 import numpy as np
 
 from . import backend, devices, graph, report, runner, sweep_graph, theory
 from .config import ProbeConfig
+from .errors import ProbeConfigError
 from .frozen import FrozenDict, freeze, frozen_array
 from .result import Convergence, DeviceReport, ProbeResult, VariableInfo, short_name
 
@@ -77,25 +79,11 @@ class _Session:
         if last or self.one_input:
             outputs, values = (values[0], values[1]), values[2:]
             if self.one_input:
-                gap = self.gaps(*outputs)
+                gap = _gaps(self.built, *outputs)
         if not last:  # a step's outputs only give its gap: a long sweep keeps none of them
             return _Fetched(fed, after_train, gap)
         return _Fetched(fed, after_train, gap, outputs, values[:len(b.variables)],
                         values[len(b.variables):])
-
-    def gaps(self, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        """max |test - train| of each copy, as runner._gap gives it for one decay: the same
-        float64 operations, and NaN where a difference is NaN."""
-        copies, c = self.built.copies, self.built.channels
-        if copies == 1:  # memory-bounded for a large input
-            return np.array([runner._gap(test, train)])
-        difference = np.subtract(test, train, dtype=np.float64)
-        np.abs(difference, out=difference)
-        if self.config.data_format == "NCHW":  # [N, copies * C, H * W]: the channel axis last
-            difference = difference.reshape(test.shape[0], copies * c, -1).max(axis=2)
-        # max over rows, then over each copy's channels: numpy reduces a contiguous axis 0
-        # many times faster than several axes at once
-        return difference.reshape(-1, copies * c).max(axis=0).reshape(copies, c).max(axis=1)
 
     def start(self, decays: Sequence[float]) -> List[np.ndarray]:
         """Sets every variable to its initial value for ``decays`` (at most ``copies``; the rest
@@ -108,26 +96,6 @@ class _Session:
             run, self.held = [b.holders] + run, True
             return self.session.run(run, feed_dict=b.feeds)[2]
         return self.session.run(run)[1]
-
-    def screened_step(self) -> Tuple[np.ndarray, np.ndarray, _Fetched]:
-        """A train step (one input) fetching what converge needs: the float32 gap of each copy
-        and the sum that tells NaN (sweep_graph._screen), and the step's fed statistics,
-        variables and outputs (no exact gap)."""
-        return self.unscreen(self.screened_run()(*self.feeds))
-
-    def screened_run(self) -> Any:
-        """The callable of screened_step, its values in a list (unscreen reads them)."""
-        b = self.built
-        if "screened" not in self._callables:
-            self._callables["screened"] = backend.fast_callable(
-                self.session, self.feed_list, list(b.screen) + list(b.fed.values()) +
-                b.after_train + [b.train_output, b.test_output])
-        return self._callables["screened"]
-
-    def unscreen(self, values: List[np.ndarray]) -> Tuple[np.ndarray, np.ndarray, _Fetched]:
-        fed, count = len(self.built.fed), len(self.built.variables)
-        return values[0], values[1], _Fetched(values[2:2 + fed], values[2 + fed:2 + fed + count],
-                                              None, (values[-2], values[-1]))
 
     def step(self, index: int, last: bool, metadata: Any = None) -> _Fetched:
         """Train step ``index`` (0-based; it picks the batch) with its reads, test and gap;
@@ -200,6 +168,21 @@ def run(config: ProbeConfig, decays: Sequence[float],
     return tuple(results)
 
 
+def _gaps(built: sweep_graph.SweepGraph, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """max |test - train| of each copy, as runner._gap gives it for one decay: the same
+    float64 operations, and NaN where a difference is NaN."""
+    copies, c = built.copies, built.channels
+    if copies == 1:  # memory-bounded for a large input
+        return np.array([runner._gap(test, train)])
+    difference = np.subtract(test, train, dtype=np.float64)
+    np.abs(difference, out=difference)
+    if built.data_format == "NCHW":  # [N, copies * C, H, W]: the channel axis last
+        difference = difference.reshape(test.shape[0], copies * c, -1).max(axis=2)
+    # max over rows, then over each copy's channels: numpy reduces a contiguous axis 0 many
+    # times faster than several axes at once
+    return difference.reshape(-1, copies * c).max(axis=0).reshape(copies, c).max(axis=1)
+
+
 class _Stacked:
     """A chunk's runs, each quantity stacked over the train steps: [steps, copies * C]."""
 
@@ -222,93 +205,205 @@ class FirstStep(NamedTuple):
 
 
 def converge(config: ProbeConfig, decays: Sequence[float], tol: float,
-             budget_factor: int) -> Tuple[FirstStep, Tuple[Convergence, ...]]:
-    """Trains (one input) until each decay's max |test - train| <= tol, measured after every
-    step, all decays in one graph (they must fit one chunk: small inputs, as the semantics
-    matrix has).
+             budget_factor: float) -> Tuple[FirstStep, Tuple[Convergence, ...]]:
+    """converge_rows for one layer; raises what its build raises."""
+    found = converge_rows([config], decays, tol, budget_factor)[0]
+    if isinstance(found, ProbeConfigError):
+        raise found
+    return found
+
+
+def converge_rows(configs: Sequence[ProbeConfig], decays: Sequence[float], tol: float,
+                  budget_factor: float) -> List[Union[Tuple[FirstStep, Tuple[Convergence, ...]],
+                                                      ProbeConfigError]]:
+    """Trains the layer of each config (one input each; one device) at every decay until its
+    max |test - train| <= tol, measured after every step: every layer and decay in one graph
+    (sweep_graph.build_rows), each step one run of them all, the layers in parallel on
+    TensorFlow's threads. Per config: what the first step measured and each decay's
+    Convergence, or the ProbeConfigError that says why this TensorFlow cannot build it.
 
     A decay's column stops at the first step within ``tol``; or when a step left every
     variable of its column bit-identical (the same state and input give the same outputs
     forever); or after the first step when no variable either output reads is written by a
     train step (unshared branches, updates that never run: the gap cannot change); or at
     ``budget_factor`` times the closed form's predicted step (or, predicted never, the step
-    after which the closed form no longer changes in float64). The run ends when every column
-    has stopped, so no step runs after the last answer is decided.
+    after which the closed form no longer changes in float64). A layer leaves the runs once all
+    its columns have stopped, so no step runs after the last answer is decided.
     """
-    if config.batches is not None:
-        raise ValueError("converge compares the test and train outputs of one input; "
-                         "it takes no batches")
     copies = len(decays)
-    if copies > sweep_graph.copies_per_chunk(config, copies):
-        raise ValueError("converge runs every decay in one graph: %d decays of shape %s do "
-                         "not fit" % (copies, config.shape))
-    with _opened(config, copies, decays) as s:
-        b = s.built
-        fused, epsilon = b.fused["train"], b.epsilon["train"]
-        predicted = [_predicted(config.inputs.tobytes(), config.shape, d, fused, epsilon, tol,
-                                config.zero_debias) for d in decays]
-        budgets = [budget_factor * (p or theory.settled_after(d))
-                   for d, p in zip(decays, predicted)]
-        columns = _Columns(s)
-        before = s.start(decays)
-        screened, _, fetched = s.screened_step()
-        gaps = s.gaps(*fetched.outputs).tolist()
+    for config in configs:
+        if config.batches is not None:
+            raise ValueError("converge compares the test and train outputs of one input; "
+                             "it takes no batches")
+        if copies > sweep_graph.copies_per_chunk(config, copies):
+            raise ValueError("converge runs every decay in one graph: %d decays of shape %s "
+                             "do not fit" % (copies, config.shape))
+    if len({c.device for c in configs}) != 1:
+        raise ValueError("converge_rows runs every layer on one device")
+    tf1 = backend.tensorflow().compat.v1
+    placement = devices.resolve(configs[0].device, backend.visible_gpus())
+    if placement.notice:
+        runner._notify(placement.notice)
+    g, rows = sweep_graph.build_rows(configs, copies, placement.target, decays)
+    # Not inline: the inter-op threads run the independent rows of a step side by side.
+    session = tf1.Session(graph=g, config=backend.session_config(placement.target, inline=True))
+    try:
+        built = [row for row in rows if not isinstance(row, ProbeConfigError)]
+        runs = [_Row(config, row, decays, tol, budget_factor)
+                for config, row in zip(configs, rows) if not isinstance(row, ProbeConfigError)]
+        feeds = {k: v for row in built for k, v in row.feeds.items()}
+        starts = session.run([[r.initial for r in built], [r.holders + r.initializers
+                                                         for r in built]], feeds)[0]
+        for run, before, values in zip(runs, starts, _step(session, runs, full=True)):
+            run.first_step(before, values)
+        active, step = [r for r in runs if not r.done], 1
+        while active:
+            step_all = _stepper(session, active)
+            while not all(r.done for r in active):
+                step += 1
+                for run, values in zip(active, step_all()):
+                    run.observe(step, values)
+                # A new callable costs a graph optimization: worth it when half the rows are
+                # done and the others have many steps left.
+                done = [r for r in active if r.done]
+                if len(done) * 2 >= len(active) and len(done) * max(
+                        r.steps_left(step) for r in active) > REPLAN_STEPS:
+                    break
+            active = [r for r in active if not r.done]
+    except backend.tensorflow().errors.OpError as exc:
+        if len(configs) == 1:
+            raise runner._unsupported(configs[0], placement, exc) from None
+        raise
+    finally:
+        session.close()
+    results = iter(runs)
+    return [row if isinstance(row, ProbeConfigError) else next(results).result()
+            for row in rows]
+
+
+# Row-steps that cost about what a new callable's graph optimization costs (~0.25 s for the
+# matrix's graph): fewer rows are stepped only when the done ones would run more than this.
+REPLAN_STEPS = 5000
+
+
+def _fetches(row: sweep_graph.SweepGraph, full: bool) -> List[Any]:
+    """What a convergence step fetches of a row: the float32 gap and the sum that tells NaN
+    (sweep_graph._screen), the variables, the outputs; and at the first step the statistics
+    fed."""
+    return list(row.screen) + (list(row.fed.values()) if full else []) + row.after_train + \
+        [row.train_output, row.test_output]
+
+
+def _step(session: Any, runs: List["_Row"], full: bool) -> List[List[np.ndarray]]:
+    """One run of a step of every row of ``runs``: each row's fetched values."""
+    return _stepper(session, runs, full)()
+
+
+def _stepper(session: Any, runs: List["_Row"], full: bool = False) -> Callable[[], Any]:
+    """A callable running a step of every row of ``runs`` (the others' ops do not run) and
+    returning each row's values."""
+    fetches = [_fetches(r.built, full) for r in runs]
+    bounds = np.cumsum([0] + [len(f) for f in fetches]).tolist()
+    run = backend.fast_callable(session, [], [t for f in fetches for t in f])
+
+    def step() -> List[List[np.ndarray]]:
+        values = run()
+        return [values[a:b] for a, b in zip(bounds, bounds[1:])]
+
+    return step
+
+
+class _Row:
+    """One layer's convergence run: its columns (one per decay) and what decided each."""
+
+    def __init__(self, config: ProbeConfig, built: sweep_graph.SweepGraph,
+                 decays: Sequence[float], tol: float, budget_factor: float):
+        self.built, self.tol, self.copies = built, tol, len(decays)
+        fused, epsilon = built.fused["train"], built.epsilon["train"]
+        self.predicted = [_predicted(config.inputs.tobytes(), config.shape, d, fused, epsilon,
+                                     tol, config.zero_debias) for d in decays]
+        self.budgets = [budget_factor * (p or theory.settled_after(d))
+                        for d, p in zip(decays, self.predicted)]
+        self.columns = _Columns(built)
+        self.screen = _Screen(tol)
+        # decay index -> (measured step or None, steps run, why it stopped without converging)
+        self.decided: Dict[int, Tuple[Optional[int], int, str]] = {}
+        self.first: Optional[FirstStep] = None
+        self.after: List[np.ndarray] = []  # the variables after the last step
+        self.screened: List[float] = []  # its float32 gaps
+        self.running: List[int] = list(range(self.copies))
+        self.last_budget = min(self.budgets)
+
+    @property
+    def done(self) -> bool:
+        return not self.running
+
+    def steps_left(self, step: int) -> float:
+        """About how many steps the running columns still take: to the closed form's
+        prediction, or to the budget where it predicts none."""
+        return max((max((p or b) - step, 0) for j in self.running
+                    for p, b in [(self.predicted[j], self.budgets[j])]), default=0)
+
+    def _unpack(self, values: List[np.ndarray], full: bool) -> Tuple[List[np.ndarray], ...]:
+        b = self.built
+        fed = len(b.fed) if full else 0
+        return values[2:2 + fed], values[2 + fed:2 + fed + len(b.variables)], values[-2:]
+
+    def first_step(self, before: List[np.ndarray], values: List[np.ndarray]) -> None:
+        b, columns = self.built, self.columns
+        fed, after, outputs = self._unpack(values, full=True)
+        gaps = _gaps(b, outputs[0], outputs[1])
         moving = [i for i, v in enumerate(b.variables) if short_name(v.name) in graph.MOVING
                   and v.name in b.branch_variables["train"]]
-        first = FirstStep(
-            fused, graph.shares_variables(b.branch_variables),
-            tuple(any(before[i][columns.cut(j)].tobytes() !=
-                      fetched.after_train[i][columns.cut(j)].tobytes() for i in moving)
-                  for j in range(copies)),
-            tuple(fetched.fed[list(b.fed).index("moving_variance")][columns.cut(j)]
-                  for j in range(copies)) if "moving_variance" in b.fed else None,
-            np.array(gaps))
-        # decay index -> (measured step or None, steps run, why it stopped without converging)
-        decided: Dict[int, Tuple[Optional[int], int, str]] = {}
-        screen = _Screen(tol)
-        previous, after, step = before, fetched.after_train, 1
-        # A step that leaves a column's float32 gap unchanged may have left its variables
-        # unchanged: only then are they compared (after the first step, always).
-        repeated = [True] * copies
-        while True:
-            for j in range(copies):
-                if j in decided:
-                    continue
-                if gaps[j] <= tol:
-                    decided[j] = (step, step, "")
-                elif repeated[j] and not columns.changed(previous, after, j):
-                    decided[j] = (None, step, "the variables stopped changing after step %d"
-                                  % (step - 1))
-                elif b.gap_is_constant:
-                    decided[j] = (None, step, "the variables stopped changing after step 0 for "
-                                              "the outputs: a train step writes no variable "
-                                              "either output reads")
-                elif step >= budgets[j]:
-                    decided[j] = (None, step, "limit reached")
-            if len(decided) == copies:
-                break
-            running = [j for j in range(copies) if j not in decided]
-            last_budget = min(budgets[j] for j in running)
-            last_screened, run, feeds = screened.tolist(), s.screened_run(), s.feeds
-            raw = None
-            while True:  # the steps where nothing is decided, with as little Python as can be
-                before_step, raw = raw, run(*feeds)
-                step += 1
-                values, totals = raw[0].tolist(), raw[1].tolist()
-                if step >= last_budget or not all(  # NaN != NaN: a NaN difference breaks out
-                        screen.high < values[j] < np.inf and values[j] != last_screened[j]
-                        and totals[j] == totals[j] for j in running):
-                    break
-                last_screened = values
-            if before_step is not None:  # else the variables after the step the loop began at
-                after = s.unscreen(before_step)[2].after_train
-            previous = after
-            screened, sums, fetched = s.unscreen(raw)
-            after = fetched.after_train
-            repeated = [v == w for v, w in zip(values, last_screened)]
-            gaps = screen.gaps(screened, sums, decided, lambda: s.gaps(*fetched.outputs))
-    return first, tuple(Convergence(tol, decided[j][0], predicted[j], decided[j][1],
-                                    decided[j][2]) for j in range(copies))
+        variance = list(b.fed).index("moving_variance") if "moving_variance" in b.fed else None
+        self.first = FirstStep(
+            b.fused["train"], graph.shares_variables(b.branch_variables),
+            tuple(any(before[i][columns.cut(j)].tobytes() != after[i][columns.cut(j)].tobytes()
+                      for i in moving) for j in range(self.copies)),
+            None if variance is None else tuple(fed[variance][columns.cut(j)]
+                                                for j in range(self.copies)),
+            gaps)
+        self.screened = values[0].tolist()
+        self._decide(1, gaps.tolist(), before, after, [True] * self.copies)
+        self.after = after
+
+    def observe(self, step: int, values: List[np.ndarray]) -> None:
+        """Step ``step``'s values: nothing to decide unless a running column's float32 gap is
+        near or within tol, NaN, not normal, the same as the step before, or its budget is
+        reached; so most steps cost a comparison per column."""
+        screened, totals = values[0].tolist(), values[1].tolist()
+        previous_screened, self.screened = self.screened, screened
+        previous, self.after = self.after, values[len(values) - 2 - len(self.built.variables):-2]
+        if step < self.last_budget and all(  # NaN != NaN: a NaN difference is decided below
+                self.screen.high < screened[j] < np.inf and screened[j] != previous_screened[j]
+                and totals[j] == totals[j] for j in self.running):
+            return
+        gaps = self.screen.gaps(values[0], values[1], self.decided,
+                                lambda: _gaps(self.built, values[-2], values[-1]))
+        self._decide(step, gaps, previous, self.after,
+                     [v == w for v, w in zip(screened, previous_screened)])
+
+    def _decide(self, step: int, gaps: List[float], previous: List[np.ndarray],
+                after: List[np.ndarray], repeated: List[bool]) -> None:
+        for j in self.running:
+            if gaps[j] <= self.tol:
+                self.decided[j] = (step, step, "")
+            elif repeated[j] and not self.columns.changed(previous, after, j):
+                self.decided[j] = (None, step, "the variables stopped changing after step %d"
+                                   % (step - 1))
+            elif self.built.gap_is_constant:
+                self.decided[j] = (None, step, "the variables stopped changing after step 0 "
+                                               "for the outputs: a train step writes no "
+                                               "variable either output reads")
+            elif step >= self.budgets[j]:
+                self.decided[j] = (None, step, "limit reached")
+        self.running = [j for j in self.running if j not in self.decided]
+        self.last_budget = min((self.budgets[j] for j in self.running), default=0)
+
+    def result(self) -> Tuple[FirstStep, Tuple[Convergence, ...]]:
+        return self.first, tuple(Convergence(self.tol, self.decided[j][0], self.predicted[j],
+                                             self.decided[j][1], self.decided[j][2])
+                                 for j in range(self.copies))
 
 
 @functools.lru_cache(maxsize=256)
@@ -350,10 +445,10 @@ class _Columns:
     """Which variable values belong to a decay: its C channels of every per-channel variable,
     and every scalar variable (zero_debias's local_step, shared by the chunk)."""
 
-    def __init__(self, s: _Session):
-        self.channels = s.built.channels
-        self.tiled = [v.shape.as_list() == [s.built.channels * s.built.copies]
-                      for v in s.built.variables]
+    def __init__(self, built: sweep_graph.SweepGraph):
+        self.channels = built.channels
+        self.tiled = [v.shape.as_list() == [built.channels * built.copies]
+                      for v in built.variables]
 
     def cut(self, copy: int) -> slice:
         return slice(copy * self.channels, (copy + 1) * self.channels)
@@ -370,7 +465,7 @@ class _Columns:
 def _device_report(s: _Session, metadata: Any) -> DeviceReport:
     built = s.built
     ops = FrozenDict((phase, FrozenDict(devices.executed_on(
-        metadata, graph.computed(built.graph, built.branch_ops[phase])))) for phase in graph.PHASES)
+        metadata, graph.computed(built.ops, built.branch_ops[phase])))) for phase in graph.PHASES)
     return DeviceReport(s.config.device, s.placement.target, s.gpus, s.placement.notice, ops)
 
 
@@ -381,7 +476,7 @@ class _Shared:
     def __init__(self, config: ProbeConfig, s: _Session, versions: Dict[str, Any]):
         built = s.built
         self.config, self.copies = config, built.copies
-        self.columns = _Columns(s)
+        self.columns = _Columns(built)
         self.names = tuple(v.name for v in built.variables)
         self.train_rows = [(short_name(n), self.names.index(n))
                            for n in built.branch_variables["train"]]
