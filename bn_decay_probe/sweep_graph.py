@@ -60,9 +60,9 @@ class SweepGraph:
     test_output: Any
     after_train: List[Any]  # a read of each variable, after the train step
     after_test: List[Any]  # a read of each variable, after the test output
-    # float32 max |test - train| of each copy, and a sum that is NaN where a difference is: a
-    # cheap screen for converge, which takes the exact (float64) gap from the outputs when it
-    # is near tol.
+    # float32 max |test - train| of each channel [copies * C], and a sum that is NaN where a
+    # difference is: a cheap screen for converge, which takes the exact (float64) gap from the
+    # outputs when it is near tol.
     screen: Tuple[Any, Any]
     fed: Dict[str, Any]  # "moving_mean"/"moving_variance" -> statistic fed [copies * C]
     factors: Dict[str, Any]  # the same -> 1 - decay as the graph holds it [copies * C]
@@ -128,7 +128,8 @@ def build_rows(configs: Sequence[ProbeConfig], copies: int, target: str,
     """One tf.Graph holding the layer of each config (a row, in its own scope) for the same
     ``decays``, so that one run steps every row: the graph, and each row's SweepGraph, or the
     ProbeConfigError that says why this TensorFlow cannot build it. Each row sees only its own
-    UPDATE_OPS, as in a graph of its own."""
+    UPDATE_OPS, as in a graph of its own. Not finalized: the runner joins the rows' screens of
+    each run it makes into one tensor."""
     rows: List[Union[SweepGraph, ProbeConfigError]] = []
     with backend.quiet() as tf1:
         g = tf1.Graph()
@@ -140,7 +141,6 @@ def build_rows(configs: Sequence[ProbeConfig], copies: int, target: str,
                         rows.append(_row(tf1, g, config, copies, decays))
                     except ProbeConfigError as exc:
                         rows.append(exc)
-        g.finalize()
     return g, rows
 
 
@@ -219,7 +219,7 @@ def _add(tf1: Any, g: Any, config: ProbeConfig, copies: int, decays: Optional[Se
     test_output = branches["test"].output
     with tf1.control_dependencies([test_output]):
         after_test = [v.read_value() for v in variables]
-    screen = _screen(tf1, test_output, train_step, config, copies)
+    screen = _screen(tf1, test_output, train_step, config)
     holders = [v.initializer for v in own(graph.held_variables(g))]
     initial = [v.initial_value for v in variables]
     initializers = [v.initializer for v in variables]
@@ -250,14 +250,12 @@ def _add(tf1: Any, g: Any, config: ProbeConfig, copies: int, decays: Optional[Se
         not (written & read), apis.decay_in_float32(config, fused["train"]), config.data_format)
 
 
-def _screen(tf1: Any, test: Any, train: Any, config: ProbeConfig, copies: int) -> Tuple[Any, Any]:
-    """max |test - train| of each copy in float32, and the sum of those differences, NaN where
-    one of them is (TensorFlow's reduce_max skips NaN, numpy's max returns it; a sum of
-    non-negative numbers can overflow to inf, never to NaN)."""
+def _screen(tf1: Any, test: Any, train: Any, config: ProbeConfig) -> Tuple[Any, Any]:
+    """max |test - train| of each channel in float32, and the sum of those differences, NaN
+    where one of them is (TensorFlow's reduce_max skips NaN, numpy's max returns it; a sum of
+    non-negative numbers can overflow to inf, never to NaN). Per channel: a reduction over
+    every axis but the channels' is the kernels' fast one; the runner takes each copy's
+    largest."""
+    axes = [0, 1, 2] if config.data_format == "NHWC" else [0, 2, 3]
     difference = tf1.abs(test - train)
-    if config.data_format == "NHWC":
-        grouped, axes = tf1.reshape(difference, [-1, copies, config.channels]), [0, 2]
-    else:
-        grouped = tf1.reshape(difference, [config.shape[0], copies, config.channels, -1])
-        axes = [0, 2, 3]
-    return tf1.reduce_max(grouped, axes), tf1.reduce_sum(grouped, axes)
+    return tf1.reduce_max(difference, axes), tf1.reduce_sum(difference, axes)

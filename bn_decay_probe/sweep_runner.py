@@ -18,6 +18,9 @@ import contextlib
 import dataclasses
 import functools
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import (Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple,
                     Union)
 
@@ -218,9 +221,9 @@ def converge_rows(configs: Sequence[ProbeConfig], decays: Sequence[float], tol: 
                                                       ProbeConfigError]]:
     """Trains the layer of each config (one input each; one device) at every decay until its
     max |test - train| <= tol, measured after every step: every layer and decay in one graph
-    (sweep_graph.build_rows), each step one run of them all, the layers in parallel on
-    TensorFlow's threads. Per config: what the first step measured and each decay's
-    Convergence, or the ProbeConfigError that says why this TensorFlow cannot build it.
+    (sweep_graph.build_rows), each step one run of them all. Per config: what the first step
+    measured and each decay's Convergence, or the ProbeConfigError that says why this
+    TensorFlow cannot build it.
 
     A decay's column stops at the first step within ``tol``; or when a step left every
     variable of its column bit-identical (the same state and input give the same outputs
@@ -245,31 +248,26 @@ def converge_rows(configs: Sequence[ProbeConfig], decays: Sequence[float], tol: 
     if placement.notice:
         runner._notify(placement.notice)
     g, rows = sweep_graph.build_rows(configs, copies, placement.target, decays)
-    # Not inline: the inter-op threads run the independent rows of a step side by side.
     session = tf1.Session(graph=g, config=backend.session_config(placement.target, inline=True))
     try:
-        built = [row for row in rows if not isinstance(row, ProbeConfigError)]
         runs = [_Row(config, row, decays, tol, budget_factor)
                 for config, row in zip(configs, rows) if not isinstance(row, ProbeConfigError)]
+        built = [r.built for r in runs]
         feeds = {k: v for row in built for k, v in row.feeds.items()}
-        starts = session.run([[r.initial for r in built], [r.holders + r.initializers
-                                                         for r in built]], feeds)[0]
-        for run, before, values in zip(runs, starts, _step(session, runs, full=True)):
-            run.first_step(before, values)
-        active, step = [r for r in runs if not r.done], 1
-        while active:
-            step_all = _stepper(session, active)
-            while not all(r.done for r in active):
-                step += 1
-                for run, values in zip(active, step_all()):
-                    run.observe(step, values)
-                # A new callable costs a graph optimization: worth it when half the rows are
-                # done and the others have many steps left.
-                done = [r for r in active if r.done]
-                if len(done) * 2 >= len(active) and len(done) * max(
-                        r.steps_left(step) for r in active) > REPLAN_STEPS:
-                    break
-            active = [r for r in active if not r.done]
+        starts = dict(zip(map(id, runs), session.run(
+            [[r.initial for r in built], [r.holders + r.initializers for r in built]],
+            feeds)[0]))
+        # Rows whose gap cannot change are decided by their first step: one run for them all.
+        # The others step on up to THREADS threads, a share of the rows each, each step one
+        # run (TensorFlow releases the GIL while it runs).
+        changing = [r for r in runs if not r.built.gap_is_constant]
+        workers = max(1, min(THREADS, os.cpu_count() or 1, len(changing)))
+        graph_lock = threading.Lock()  # the graph grows when a callable joins its screens
+        parts = [[r for r in runs if r.built.gap_is_constant]] + \
+            [changing[i::workers] for i in range(workers)]
+        _converge(session, parts[0], starts, graph_lock)
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda part: _converge(session, part, starts, graph_lock), parts[1:]))
     except backend.tensorflow().errors.OpError as exc:
         if len(configs) == 1:
             raise runner._unsupported(configs[0], placement, exc) from None
@@ -284,33 +282,98 @@ def converge_rows(configs: Sequence[ProbeConfig], decays: Sequence[float], tol: 
 # Row-steps that cost about what a new callable's graph optimization costs (~0.25 s for the
 # matrix's graph): fewer rows are stepped only when the done ones would run more than this.
 REPLAN_STEPS = 5000
+THREADS = 2  # rows stepped side by side, at most one thread per core
+
+
+def _converge(session: Any, runs: List["_Row"], starts: Dict[int, List[np.ndarray]],
+              graph_lock: Any) -> None:
+    """Steps ``runs`` from their first step until every column of them is decided."""
+    if not runs:
+        return
+    with graph_lock:
+        steps = _Steps(session, runs, full=True)
+    for run, screen, values in zip(runs, *steps.run()):
+        run.first_step(starts[id(run)], screen, values)
+    step = 1
+    while not all(r.done for r in steps.runs):
+        step = steps.until_decided(step)
+        active = [r for r in steps.runs if not r.done]
+        if active:
+            with graph_lock:
+                steps = _Steps(session, active)
+
+
+class _Steps:
+    """Runs steps of ``runs`` (the other rows' ops do not run): one callable fetching every
+    row's screen, joined into one tensor per quantity, and each row's variables and outputs
+    (and at the first step, ``full``, the statistics fed)."""
+
+    def __init__(self, session: Any, runs: List["_Row"], full: bool = False):
+        tf1 = backend.tensorflow().compat.v1
+        self.runs, self.full = runs, full
+        with session.graph.as_default():
+            screens = [tf1.concat([r.built.screen[i] for r in runs], 0) for i in (0, 1)]
+        fetches = [[t for t in _fetches(r.built, full)] for r in runs]
+        self.bounds = np.cumsum([2] + [len(f) for f in fetches]).tolist()
+        self.callable = backend.fast_callable(session, [], screens + [t for f in fetches
+                                                                      for t in f])
+        # where each copy's channels start in the joined screen, and each row's copies
+        sizes = [r.built.channels for r in runs for _ in range(r.copies)]
+        self.copy_starts = np.cumsum([0] + sizes[:-1])
+        self.row_starts = np.cumsum([0] + [r.copies for r in runs]).tolist()
+
+    def run(self) -> Tuple[List[np.ndarray], List[np.ndarray], List[List[np.ndarray]]]:
+        """One step: each row's float32 gaps and screen sums per copy, and its values."""
+        screened, sums, per_row = self._run()
+        cut = list(zip(self.row_starts, self.row_starts[1:]))
+        return ([(screened[a:b], sums[a:b]) for a, b in cut], per_row)
+
+    def _run(self) -> Tuple[np.ndarray, np.ndarray, List[List[np.ndarray]]]:
+        values = self.callable()
+        return (np.maximum.reduceat(values[0], self.copy_starts),
+                np.add.reduceat(values[1], self.copy_starts),
+                [values[a:b] for a, b in zip(self.bounds, self.bounds[1:])])
+
+    def until_decided(self, step: int) -> int:
+        """Steps the rows until all are done, or until so many are that fewer rows should run
+        (REPLAN_STEPS); returns the last step run. A step where no running column's float32
+        gap is near or within tol, NaN, not normal or unchanged, and no budget is reached,
+        costs a few vectorized comparisons for all rows; the others go to each row."""
+        runs = self.runs
+        running = np.zeros(self.row_starts[-1], bool)
+        last = np.concatenate([r.screened for r in runs])
+        high = np.concatenate([np.full(r.copies, r.screen.high) for r in runs])
+        previous: Optional[List[List[np.ndarray]]] = None
+        values: List[List[np.ndarray]] = [[] for _ in runs]
+        while True:
+            for run, start in zip(runs, self.row_starts):
+                running[start:start + run.copies] = False
+                running[[start + j for j in run.running]] = True
+            last_budget = min((r.last_budget for r in runs if not r.done), default=0)
+            while True:
+                previous, (screened, sums, values) = values, self._run()
+                step += 1
+                if step >= last_budget or not np.all(
+                        ((high < screened) & (screened < np.inf) & (screened != last)
+                         & (sums == sums))[running]):  # NaN == NaN is False
+                    break
+                last = screened
+            for run, a, b, before, now in zip(runs, self.row_starts, self.row_starts[1:],
+                                              previous, values):
+                if not run.done:
+                    run.observe(step, screened[a:b], sums[a:b], last[a:b], before, now)
+            last = screened
+            done = [r for r in runs if r.done]
+            if len(done) == len(runs) or (len(done) * 2 >= len(runs) and len(done) * max(
+                    r.steps_left(step) for r in runs) > REPLAN_STEPS):
+                return step
 
 
 def _fetches(row: sweep_graph.SweepGraph, full: bool) -> List[Any]:
-    """What a convergence step fetches of a row: the float32 gap and the sum that tells NaN
-    (sweep_graph._screen), the variables, the outputs; and at the first step the statistics
-    fed."""
-    return list(row.screen) + (list(row.fed.values()) if full else []) + row.after_train + \
+    """What a convergence step fetches of a row besides its screen: the variables and the
+    outputs; and at the first step, ``full``, the statistics fed."""
+    return (list(row.fed.values()) if full else []) + row.after_train + \
         [row.train_output, row.test_output]
-
-
-def _step(session: Any, runs: List["_Row"], full: bool) -> List[List[np.ndarray]]:
-    """One run of a step of every row of ``runs``: each row's fetched values."""
-    return _stepper(session, runs, full)()
-
-
-def _stepper(session: Any, runs: List["_Row"], full: bool = False) -> Callable[[], Any]:
-    """A callable running a step of every row of ``runs`` (the others' ops do not run) and
-    returning each row's values."""
-    fetches = [_fetches(r.built, full) for r in runs]
-    bounds = np.cumsum([0] + [len(f) for f in fetches]).tolist()
-    run = backend.fast_callable(session, [], [t for f in fetches for t in f])
-
-    def step() -> List[List[np.ndarray]]:
-        values = run()
-        return [values[a:b] for a, b in zip(bounds, bounds[1:])]
-
-    return step
 
 
 class _Row:
@@ -329,8 +392,8 @@ class _Row:
         # decay index -> (measured step or None, steps run, why it stopped without converging)
         self.decided: Dict[int, Tuple[Optional[int], int, str]] = {}
         self.first: Optional[FirstStep] = None
-        self.after: List[np.ndarray] = []  # the variables after the last step
-        self.screened: List[float] = []  # its float32 gaps
+        self.after: List[np.ndarray] = []  # the variables after the last step decided on
+        self.screened = np.zeros(self.copies, np.float32)  # its float32 gaps
         self.running: List[int] = list(range(self.copies))
         self.last_budget = min(self.budgets)
 
@@ -344,15 +407,14 @@ class _Row:
         return max((max((p or b) - step, 0) for j in self.running
                     for p, b in [(self.predicted[j], self.budgets[j])]), default=0)
 
-    def _unpack(self, values: List[np.ndarray], full: bool) -> Tuple[List[np.ndarray], ...]:
-        b = self.built
-        fed = len(b.fed) if full else 0
-        return values[2:2 + fed], values[2 + fed:2 + fed + len(b.variables)], values[-2:]
+    def _after(self, values: List[np.ndarray]) -> List[np.ndarray]:
+        return values[len(values) - 2 - len(self.built.variables):-2]
 
-    def first_step(self, before: List[np.ndarray], values: List[np.ndarray]) -> None:
+    def first_step(self, before: List[np.ndarray], screen: Tuple[np.ndarray, np.ndarray],
+                   values: List[np.ndarray]) -> None:
         b, columns = self.built, self.columns
-        fed, after, outputs = self._unpack(values, full=True)
-        gaps = _gaps(b, outputs[0], outputs[1])
+        fed, after = values[:len(b.fed)], self._after(values)
+        gaps = _gaps(b, values[-2], values[-1])
         moving = [i for i, v in enumerate(b.variables) if short_name(v.name) in graph.MOVING
                   and v.name in b.branch_variables["train"]]
         variance = list(b.fed).index("moving_variance") if "moving_variance" in b.fed else None
@@ -363,25 +425,19 @@ class _Row:
             None if variance is None else tuple(fed[variance][columns.cut(j)]
                                                 for j in range(self.copies)),
             gaps)
-        self.screened = values[0].tolist()
+        self.screened = screen[0]
         self._decide(1, gaps.tolist(), before, after, [True] * self.copies)
-        self.after = after
 
-    def observe(self, step: int, values: List[np.ndarray]) -> None:
-        """Step ``step``'s values: nothing to decide unless a running column's float32 gap is
-        near or within tol, NaN, not normal, the same as the step before, or its budget is
-        reached; so most steps cost a comparison per column."""
-        screened, totals = values[0].tolist(), values[1].tolist()
-        previous_screened, self.screened = self.screened, screened
-        previous, self.after = self.after, values[len(values) - 2 - len(self.built.variables):-2]
-        if step < self.last_budget and all(  # NaN != NaN: a NaN difference is decided below
-                self.screen.high < screened[j] < np.inf and screened[j] != previous_screened[j]
-                and totals[j] == totals[j] for j in self.running):
-            return
-        gaps = self.screen.gaps(values[0], values[1], self.decided,
+    def observe(self, step: int, screened: np.ndarray, sums: np.ndarray, last: np.ndarray,
+                before: List[np.ndarray], values: List[np.ndarray]) -> None:
+        """A step where something may be decided: ``screened`` / ``sums`` its float32 gaps
+        and screen sums per copy, ``last`` the step before's gaps, ``before`` that step's
+        values (empty: the step this run began at, whose variables the row kept)."""
+        previous = self._after(before) if before else self.after
+        gaps = self.screen.gaps(screened, sums, self.decided,
                                 lambda: _gaps(self.built, values[-2], values[-1]))
-        self._decide(step, gaps, previous, self.after,
-                     [v == w for v, w in zip(screened, previous_screened)])
+        self._decide(step, gaps, previous, self._after(values), (screened == last).tolist())
+        self.screened = screened
 
     def _decide(self, step: int, gaps: List[float], previous: List[np.ndarray],
                 after: List[np.ndarray], repeated: List[bool]) -> None:
@@ -399,6 +455,7 @@ class _Row:
                 self.decided[j] = (None, step, "limit reached")
         self.running = [j for j in self.running if j not in self.decided]
         self.last_budget = min((self.budgets[j] for j in self.running), default=0)
+        self.after = after
 
     def result(self) -> Tuple[FirstStep, Tuple[Convergence, ...]]:
         return self.first, tuple(Convergence(self.tol, self.decided[j][0], self.predicted[j],
