@@ -9,7 +9,6 @@ Session.run (the input tiled along its channels, one copy per decay), whatever t
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple

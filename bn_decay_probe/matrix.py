@@ -20,7 +20,7 @@ from .config import (GRAPH_APIS, UPDATES, ProbeConfig, check_decay, check_device
                      check_shape, check_tol)
 from .errors import ProbeConfigError
 from .frozen import FrozenDict
-from .result import Convergence, ProbeResult
+from .result import Convergence
 from .sweep import sweepable
 
 MATRIX_DECAYS = (0.9, 0.99, 0.999)
