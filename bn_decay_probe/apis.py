@@ -164,3 +164,16 @@ BUILDERS = {"contrib": ContribBuilder, "layers": LayersBuilder, "keras": KerasBu
 
 def builder(tf1: Any, config: ProbeConfig) -> Any:
     return BUILDERS[config.api](tf1, config)
+
+
+def decay_in_float32(config: ProbeConfig, fused: bool) -> bool:
+    """Whether the layer of ``config``, given a Python float decay, computes 1 - decay in
+    float32 rather than in Python (float64, then cast): Keras's BatchNormalization class (api
+    "keras", "layers", and "contrib" when it hands UPDATE_OPS over to tf.layers) converts its
+    momentum to a float32 tensor on the fused path; assign_moving_average (contrib's own paths,
+    "nn") and Keras's non-fused path subtract the Python float. The sweep, which feeds the decay
+    as a float64 tensor, rounds it to float32 first on that path, so 1 - decay is the same
+    float32 number as in probe()'s graph (tests compare update_factor on both backends)."""
+    keras_class = config.api in ("layers", "keras") or (
+        config.api == "contrib" and config.updates != "inplace" and not config.zero_debias)
+    return keras_class and fused

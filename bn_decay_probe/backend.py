@@ -317,12 +317,17 @@ def visible_gpus() -> Tuple[str, ...]:
     return tuple(gpu.name for gpu in gpus)
 
 
-def session_config(target: str) -> Any:
+def session_config(target: str, inline: bool = False) -> Any:
     """Soft placement lets ops without a GPU kernel fall back to the CPU (the report shows where
     each op really ran); memory growth keeps the probe from grabbing the whole GPU. A CPU probe
-    hides the GPUs so none is initialized."""
+    hides the GPUs so none is initialized. ``inline``: the ops of a run execute one after
+    another in the calling thread (inter_op_parallelism_threads -1), which halves the CPU time
+    of a run made of a chain of small ops, the sweep's step; each op's own threads (intra-op),
+    and so every number, are unchanged."""
     tf1 = tensorflow().compat.v1
     config = tf1.ConfigProto(allow_soft_placement=True)
+    if inline:
+        config.inter_op_parallelism_threads = -1
     config.gpu_options.allow_growth = True
     if "GPU" not in target:
         config.device_count["GPU"] = 0

@@ -3,15 +3,12 @@
 Arguments are validated before TensorFlow is imported, so bad input fails in milliseconds with
 one line on stderr and exit status 2.
 
-The decays run through sweep (one graph, the decay a fed tensor) when the layer is probe()'s
-default one (contrib, updates in place, NHWC, shared variables, one input: sweep.sweepable);
-any other --api, --updates, --data-format, --zero-debias, --unshared or --batches runs one
-probe() per decay, as before. Either way each decay's result, text and JSON are the same.
+The decays run through sweep.measure: one graph for all of them, each train step one
+Session.run (the input tiled along its channels, one copy per decay), whatever the settings.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import os
 import sys
@@ -27,11 +24,12 @@ from .config import (APIS, DATA_FORMATS, DEFAULT_EPSILON, DEFAULT_SHAPE, DEVICES
 from .cli_support import Parser, check_writable, fail
 from .errors import DeviceFallbackWarning, ProbeConfigError
 from .matrix import MATRIX_DECAYS, MATRIX_SHAPE, MATRIX_TOL
-from .sweep import SweepResult, sweepable
+from .sweep import SweepResult, measure
 from .verbosity import set_verbosity
 
 DEFAULT_DECAYS = (0.0, 1.0)  # the blog experiment's two values
-SUBCOMMANDS = {"doctor": ".doctor_cli", "repair": ".repair_cli"}  # name -> module with build_parser(prog), main(argv, prog)
+# name -> module with build_parser(prog) and main(argv, prog)
+SUBCOMMANDS = {"doctor": ".doctor_cli", "repair": ".repair_cli"}
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a filter that SIGPIPE ended
 
 
@@ -61,12 +59,10 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     parser = Parser(prog=prog, description=(
         "Run a batch-norm layer in train then test mode for each decay and show how "
         "moving_mean and moving_variance change."), epilog=(
-        "The decays share one graph (the decay fed as a tensor) for the default layer: api "
-        "contrib, updates inplace, NHWC, shared variables, one input; any other --api, "
-        "--updates, --data-format, --zero-debias, --unshared or --batches builds a graph per "
-        "decay. The numbers are the same either way. Subcommands: 'doctor PATH' diagnoses the "
-        "batch norm in your own checkpoint, 'repair PATH --data FILE --out PREFIX' recomputes its "
-        "moving statistics from data (see 'doctor --help', 'repair --help')."))
+        "The decays share one graph, each train step one run for all of them, whatever the "
+        "settings. Subcommands: 'doctor PATH' diagnoses the batch norm in your own checkpoint, "
+        "'repair PATH --data FILE --out PREFIX' recomputes its moving statistics from data (see "
+        "'doctor --help', 'repair --help')."))
     decays = parser.add_mutually_exclusive_group()
     decays.add_argument("--decay", type=float, action="append", metavar="D",
                         help="moving-average decay in [0, 1]; repeat for several, one report "
@@ -301,20 +297,12 @@ def _note_once(notices: List[str], notice: Optional[str]) -> None:
 
 
 def _measure(config: ProbeConfig, decays: Sequence[float], show_progress: bool) -> SweepResult:
-    """Every decay of ``decays`` with ``config``: through one sweep graph when sweep runs the
-    layer, else one probe() per decay."""
-    from . import backend, runner, sweep_runner
+    """Every decay of ``decays`` with ``config`` (sweep.measure: one graph for all of them)."""
+    from . import backend
 
     backend.tensorflow()  # imported before the bar starts, so its first ETA is the run's
     with progress.bar(len(decays), show_progress) as update:
-        if sweepable(config):
-            return SweepResult(sweep_runner.run(config, decays, update))
-        results = []
-        for decay in decays:
-            results.append(runner.run(dataclasses.replace(config, decay=decay)))
-            if update:
-                update(1)
-    return SweepResult(tuple(results))
+        return SweepResult(measure(config, decays, update))
 
 
 def _matrix(decays: Sequence[float], shape: Tuple[int, ...], seed: int, device: str,

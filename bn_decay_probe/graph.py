@@ -21,6 +21,7 @@ FUSED_OPS = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"}
 _VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
 _READ_OPS = frozenset({"Identity", "ReadVariableOp"})
 _ASSIGN_SUB_OPS = frozenset({"AssignSub", "AssignSubVariableOp"})
+_WRITE_OPS = _ASSIGN_SUB_OPS | {"Assign", "AssignVariableOp", "AssignAdd", "AssignAddVariableOp"}
 TO_NCHW, TO_NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
 
 
@@ -85,7 +86,7 @@ def build(config: ProbeConfig, target: str) -> ProbeGraph:
                 branches[phase] = layer.branch(train_input if phase == "train" else test_input,
                                                phase)
                 branch_ops[phase] = frozenset(op.name for op in graph.get_operations()[start:])
-            train_step = _train_step(tf1, config, branches["train"])
+            step = train_step(tf1, config, branches["train"])
             bn_variables = tf1.global_variables()
             collected = tuple(u.name for u in tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
             initializers = [v.initializer for v in held_variables(graph)]
@@ -106,7 +107,7 @@ def build(config: ProbeConfig, target: str) -> ProbeGraph:
         found = moving_average_inputs(graph, branch_ops["train"], variable)
         if found:
             fed[name], factors[name] = found
-    return ProbeGraph(graph, feeds, initializers, batch_index, train_step,
+    return ProbeGraph(graph, feeds, initializers, batch_index, step,
                       branches["test"].output, variables, branch_ops, branch_variables, fed,
                       factors, {p: is_fused(graph, branch_ops[p]) for p in PHASES},
                       {p: epsilon_of(graph, branch_ops[p]) for p in PHASES}, collected)
@@ -119,7 +120,7 @@ def shares_variables(branch_variables: Dict[str, Tuple[str, ...]]) -> bool:
     return set(branch_variables["test"]) <= set(branch_variables["train"])
 
 
-_HELD = "held_inputs"
+HELD = "held_inputs"
 
 
 def hold_input(tf1: Any, feeds: Dict[Any, np.ndarray], name: str,
@@ -131,16 +132,16 @@ def hold_input(tf1: Any, feeds: Dict[Any, np.ndarray], name: str,
     frozen.aligned_empty, which config uses) instead of copying it, and the branches add no read op."""
     placeholder = tf1.placeholder(tf1.float32, array.shape, name=name + "/value")
     feeds[placeholder] = array
-    held = tf1.Variable(placeholder, trainable=False, collections=[_HELD], name=name + "/held",
+    held = tf1.Variable(placeholder, trainable=False, collections=[HELD], name=name + "/held",
                         use_resource=True)
     return held.read_value()
 
 
 def held_variables(graph: Any) -> List[Any]:
-    return graph.get_collection(_HELD)
+    return graph.get_collection(HELD)
 
 
-def _train_step(tf1: Any, config: ProbeConfig, branch: apis.Branch) -> Any:
+def train_step(tf1: Any, config: ProbeConfig, branch: apis.Branch) -> Any:
     """inplace: the branch's updates run with its output (contrib does this itself with
     updates_collections=None). update_ops: UPDATE_OPS as control dependencies of the train step,
     as TF's docs prescribe. forgotten: the output alone, the classic bug."""
@@ -165,9 +166,20 @@ def find_variable(variables: Dict[str, Any], names: Tuple[str, ...], short: str)
 
 
 def computed(graph: Any, names: FrozenSet[str]) -> FrozenSet[str]:
-    """The ops among ``names`` that compute something: not constants, which TF may serve
-    without running them, so that whether a step trace lists them varies from run to run."""
-    return frozenset(op.name for op in _ops(graph, names) if op.type != "Const")
+    """The ops among ``names`` that compute something at every run: not constants, nor ops
+    computed from constants alone (grappler folds them into constants, e.g. 1 - decay for a
+    constant decay), which TF may serve without running them, so that whether a step trace
+    lists them varies from run to run."""
+    folded: Dict[str, bool] = {}
+
+    def constant(op: Any) -> bool:
+        if op.name not in folded:
+            folded[op.name] = op.type == "Const" or (
+                bool(op.inputs) and not op.op_def.is_stateful and
+                all(constant(t.op) for t in op.inputs))
+        return folded[op.name]
+
+    return frozenset(op.name for op in _ops(graph, names) if not constant(op))
 
 
 def _ops(graph: Any, names: FrozenSet[str]) -> List[Any]:
@@ -216,6 +228,53 @@ def moving_average_inputs(graph: Any, names: FrozenSet[str],
 def _writes(assign: Any, name: str) -> bool:
     target = _source_variable(assign.inputs[0].op).name
     return target == name or target.endswith(name + "/biased")
+
+
+def written_variables(target: Any) -> FrozenSet[str]:
+    """Names of the variable ops that running ``target`` (a tensor or an op) assigns to, through
+    its inputs and control dependencies."""
+    written = set()
+    for op in _upstream([target], control=True):
+        if op.type in _WRITE_OPS:
+            written.add(_source_variable(op.inputs[0].op).name)
+    return frozenset(written)
+
+
+def variables_feeding(tensors: List[Any]) -> FrozenSet[str]:
+    """Names of the variable ops whose values ``tensors`` are computed from (data inputs only:
+    an update that merely runs first, as a control dependency, is not read; nor the mean and
+    variance inputs of a fused kernel in training mode that does not average them, which
+    TF 2.x Keras wires to its moving statistics and the kernel ignores)."""
+    return frozenset(op.name for op in _upstream(tensors, control=False, read=_read_inputs)
+                     if op.type in _VARIABLE_OPS)
+
+
+def _read_inputs(op: Any) -> List[Any]:
+    """The inputs an op's kernel reads: FusedBatchNorm* with is_training and an
+    exponential_avg_factor of 1 (V3's default; V1 and V2 have none) normalizes with the batch's
+    statistics and reads only x, scale and offset."""
+    if op.type in FUSED_OPS and op.get_attr("is_training"):
+        factor = op.get_attr("exponential_avg_factor") if op.type == "FusedBatchNormV3" and \
+            "exponential_avg_factor" in op.node_def.attr else 1.0
+        if factor == 1.0:
+            return list(op.inputs)[:3]
+    return list(op.inputs)
+
+
+def _upstream(targets: List[Any], control: bool, read: Any = None) -> List[Any]:
+    """Every op ``targets`` depend on (through ``read(op)``'s inputs, default all, and with
+    ``control`` the control dependencies), themselves included."""
+    stack = [getattr(t, "op", t) for t in targets]
+    seen: Dict[str, Any] = {}
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen[op.name] = op
+        stack.extend(t.op for t in (read(op) if read else op.inputs))
+        if control:
+            stack.extend(op.control_inputs)
+    return list(seen.values())
 
 
 def is_fused(graph: Any, names: FrozenSet[str]) -> bool:

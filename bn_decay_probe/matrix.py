@@ -1,15 +1,17 @@
 """The semantics matrix: one row per api x fused x updates, every cell measured in this run.
 
-Per row: a probe at decay 0 (did the moving statistics move, which variance fed them, does the
-test output equal the train output, do the branches share variables), then, per decay, train
-steps until the test output is within ``tol`` of the train output (runner.converge), next to
-the closed form's prediction. A few extra rows build each API without shared variables.
+Per row: one train step at decay 0 (did the moving statistics move, which variance fed them,
+does the test output equal the train output, do the branches share variables), then, per
+decay, train steps until the test output is within ``tol`` of the train output, next to the
+closed form's prediction. A few extra rows build each API without shared variables or with
+trainable=False. A row's decays all run in one graph (sweep_runner.converge), decay 0 among
+them, each stopping as soon as its answer is decided.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -18,7 +20,8 @@ from .config import (GRAPH_APIS, UPDATES, ProbeConfig, check_decay, check_device
                      check_shape, check_tol)
 from .errors import ProbeConfigError
 from .frozen import FrozenDict
-from .result import Convergence, ProbeResult
+from .result import Convergence
+from .sweep import sweepable
 
 MATRIX_DECAYS = (0.9, 0.99, 0.999)
 MATRIX_SHAPE = (4, 8, 8, 3)  # n = 256 per channel: the fused n/(n-1) gap stays below tol
@@ -122,49 +125,99 @@ def combinations() -> Tuple[Tuple[str, bool, str, bool, bool], ...]:
                          for share, trainable in ((True, True), (False, True), (True, False))])
 
 
+class _AtDecay0(NamedTuple):
+    """What one train step at decay 0 measured: the rest of a RowMeasurement."""
+
+    fused: bool
+    updated: bool
+    fed_variance: Optional[np.ndarray]  # None: no moving-average update op
+    gap: float
+    shared: bool
+
+
 def measure_row(api: str, fused: bool, updates: str, share: bool, trainable: bool,
                 decays: Sequence[float], tol: float, shape: Tuple[int, ...], seed: int,
                 device: str) -> MatrixRow:
-    from . import runner
+    """One row: its layer after one train step at decay 0, and the steps to converge at each
+    of ``decays``. A layer the sweep runs (sweep.sweepable) measures all of them in one graph,
+    decay 0 being one more column; another takes a probe and a convergence run per decay."""
+    return _measure_rows([(api, fused, updates, share, trainable)], decays, tol, shape, seed,
+                         device)[0]
 
-    def config(decay: float) -> ProbeConfig:
-        return ProbeConfig.create(decay=decay, shape=shape, seed=seed, fused=fused,
+
+def _measure_rows(keys: Sequence[Tuple[str, bool, str, bool, bool]], decays: Sequence[float],
+                  tol: float, shape: Tuple[int, ...], seed: int,
+                  device: str) -> List[MatrixRow]:
+    """The rows of ``keys``: the ones the sweep runs all in one graph, each step one run of
+    them all (sweep_runner.converge_rows), the others one by one."""
+    configs = [ProbeConfig.create(decay=0.0, shape=shape, seed=seed, fused=fused,
                                   device=device, api=api, updates=updates,
                                   share_variables=share, trainable=trainable)
+               for api, fused, updates, share, trainable in keys]
+    swept = [i for i, config in enumerate(configs) if sweepable(config)]
+    found: Dict[int, Any] = {}
+    if swept:
+        from . import sweep_runner
 
-    key = (api, fused, updates, share, trainable)
-    try:
-        zero: ProbeResult = runner.run(config(0.0))
-    except ProbeConfigError as exc:
-        return MatrixRow(*key, None, str(exc))
+        columns = tuple(dict.fromkeys((0.0,) + tuple(decays)))  # decay 0 first, each once
+        for i, row in zip(swept, sweep_runner.converge_rows([configs[i] for i in swept], columns,
+                                                            tol, MAX_STEPS_FACTOR)):
+            if isinstance(row, ProbeConfigError):
+                found[i] = row
+                continue
+            first, converged = row
+            found[i] = (_AtDecay0(first.fused, first.updated[0],
+                                  None if first.fed_variance is None else first.fed_variance[0],
+                                  float(first.gap[0]), first.branches_share_variables),
+                        {d: converged[columns.index(d)] for d in decays})
+    rows = []
+    for i, (key, config) in enumerate(zip(keys, configs)):
+        try:
+            zero, convergence = found[i] if i in found else _one_by_one(config, decays, tol)
+            if isinstance(zero, ProbeConfigError):
+                raise zero
+        except ProbeConfigError as exc:
+            rows.append(MatrixRow(*key, None, str(exc)))
+            continue
+        rows.append(MatrixRow(*key, RowMeasurement(
+            zero.fused, zero.updated, variance_kind(zero.fed_variance, config.inputs),
+            zero.gap <= EQUAL_TOL, zero.gap, zero.shared, FrozenDict(convergence))))
+    return rows
+
+
+def _one_by_one(config: ProbeConfig, decays: Sequence[float],
+                tol: float) -> Tuple[_AtDecay0, Dict[float, Convergence]]:
+    from . import runner
+
+    zero = runner.run(config)
     convergence = {}
     for decay in decays:
         predicted = theory.predicted_steps_to_converge(zero.inputs, decay, zero.fused,
                                                        zero.epsilon["train"], tol)
         budget = MAX_STEPS_FACTOR * (predicted or theory.settled_after(decay))
-        convergence[decay] = runner.converge(config(decay), tol, budget)
-    gap = float(zero.trajectory["gap"][-1])
-    return MatrixRow(*key, RowMeasurement(
-        zero.fused, zero.moving_statistics_updated,
-        variance_kind(zero.batch_statistics.get("moving_variance"), zero.inputs),
-        gap <= EQUAL_TOL,
-        gap, zero.branches_share_variables, FrozenDict(convergence)))
+        convergence[decay] = runner.converge(dataclasses.replace(config, decay=decay), tol,
+                                             budget)
+    return _AtDecay0(zero.fused, zero.moving_statistics_updated,
+                     zero.batch_statistics.get("moving_variance"),
+                     float(zero.trajectory["gap"][-1]), zero.branches_share_variables), \
+        convergence
 
 
 def semantics_matrix(decays: Sequence[float] = MATRIX_DECAYS, tol: float = MATRIX_TOL,
                      shape: Tuple[int, ...] = MATRIX_SHAPE, seed: int = 0,
                      device: str = "auto",
                      progress: Optional[Callable[[str], None]] = None) -> SemanticsMatrix:
+    """Every row of combinations(), measured in this run: the rows the sweep runs together,
+    in one graph, the others one by one. ``progress`` is told what is being measured."""
     from . import backend
 
     # Checked here, before the first row runs (and before TensorFlow is imported).
     decays = tuple(check_decay(d) for d in decays)
     tol, shape, seed = check_tol(tol), check_shape(shape), check_seed(seed)
     device = check_device(device)
-    rows = []
-    for combination in combinations():
-        if progress:
-            progress("api=%s fused=%s updates=%s share_variables=%s trainable=%s" % combination)
-        rows.append(measure_row(*combination, decays, tol, shape, seed, device))
+    keys = combinations()
+    if progress:
+        progress("%d rows: api x fused x updates, unshared, trainable=False" % len(keys))
+    rows = _measure_rows(keys, decays, tol, shape, seed, device)
     return SemanticsMatrix(tuple(rows), tuple(decays), tol, tuple(shape), seed,
                            backend.versions())

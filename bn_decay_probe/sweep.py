@@ -5,15 +5,16 @@ Importing this module does not import TensorFlow; running a sweep does.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import theory
+from . import apis, theory
 from .arguments import check_not_a_shape, positional_up_to
-from .config import DEFAULT_EPSILON, ProbeConfig, check_decay
+from .config import DEFAULT_EPSILON, ProbeConfig, check_decay, check_flag
 from .errors import ProbeConfigError
 from .frozen import frozen_array
 from .jsonable import to_json_values
@@ -48,32 +49,41 @@ def check_decays(decays: Any) -> Tuple[float, ...]:
 
 
 def sweepable(config: ProbeConfig) -> bool:
-    """Whether sweep() runs this layer: probe()'s default one (api "contrib", updates in place,
-    NHWC, shared variables, one input). Other settings take one probe() per decay."""
-    return (config.api, config.updates, config.data_format) == ("contrib", "inplace", "NHWC") \
-        and not config.zero_debias and config.share_variables and config.batches is None
+    """Whether sweep() runs the decays of this layer through one graph: every API built as a
+    TF1-style graph does, whatever its updates, data format, sharing or batches. Others (an
+    eager layer) take one probe() per decay."""
+    return config.api in apis.BUILDERS
 
 
 @positional_up_to(("decays", "steps", "inputs"))
 def sweep(decays: Sequence[float], steps: int = 1, inputs: Any = None, *,
           shape: Optional[Sequence[int]] = None, seed: int = 0, fused: Optional[bool] = None,
           epsilon: float = DEFAULT_EPSILON, device: str = "auto",
-          progress: Optional[Callable[[int], Any]] = None) -> "SweepResult":
-    """Runs tf.contrib.layers.batch_norm in train then test mode for every decay, in one graph
-    whose decay is a fed tensor, and returns what probe() would return for each.
+          progress: Optional[Callable[[int], Any]] = None, api: str = "contrib",
+          updates: str = "inplace", data_format: str = "NHWC", zero_debias: bool = False,
+          share_variables: bool = True, batches: Any = None, trainable: bool = True,
+          exact: bool = False) -> "SweepResult":
+    """Runs a batch-norm layer in train then test mode for every decay and returns what probe()
+    would return for each. The decays share one graph: the input is tiled along the channel
+    axis, one copy of its channels per decay, and the decay is a per-channel tensor, so each
+    train step is one ``Session.run`` for all of them (in chunks that keep a tiled tensor under
+    4 MiB; an input larger than that runs one decay per chunk).
 
     Args:
       decays: a non-empty sequence of numbers in [0, 1].
-      steps, inputs, shape, seed, fused, epsilon, device: as for probe(); the layer is
-        probe()'s default one (api "contrib", updates in place, NHWC, shared variables, one
-        input). Other settings: call probe() per decay.
-      progress: called with 1 after each decay (e.g. a tqdm bar's ``update``).
+      steps, inputs, shape, seed, fused, epsilon, device, api, updates, data_format,
+        zero_debias, share_variables, batches, trainable: as for probe().
+      progress: called with 1 for each decay as it finishes (e.g. a tqdm bar's ``update``).
+      exact: run one decay at a time (a ``Session.run`` per decay per step) through the same
+        graph, so that every number is bit-identical to probe()'s on every backend.
       Arguments after ``inputs`` are keyword-only.
 
     Returns:
-      A SweepResult: ``result[i]`` is the ProbeResult of ``decays[i]``, bit-identical to
-      probe(decay=decays[i], ...) but for which of TF's duplicate constants its device report
-      lists; ``moving_mean`` / ``moving_variance`` are [len(decays), steps, C].
+      A SweepResult: ``result[i]`` is the ProbeResult of ``decays[i]``, equal to
+      probe(decay=decays[i], ...) but for the op names in its device report and, where
+      TensorFlow's CPU kernels round a channel differently in the longer tiled vectors, a few
+      float32 ulps (docs/sweeps.md has the bounds; C a multiple of 8, or ``exact``: none);
+      ``moving_mean`` / ``moving_variance`` are [len(decays), steps, C].
 
     Raises:
       ProbeConfigError: for any invalid argument, with a one-line message, before TensorFlow is
@@ -81,11 +91,31 @@ def sweep(decays: Sequence[float], steps: int = 1, inputs: Any = None, *,
     """
     checked = check_decays(decays)
     check_not_a_shape(inputs)
-    config = ProbeConfig.create(decay=checked[0], inputs=inputs, shape=shape, seed=seed,
-                                fused=fused, steps=steps, epsilon=epsilon, device=device)
-    from . import sweep_runner  # imports TensorFlow, so only when a sweep actually runs
+    config = ProbeConfig.create(
+        decay=checked[0], inputs=inputs, shape=shape, seed=seed, fused=fused, steps=steps,
+        epsilon=epsilon, device=device, api=api, updates=updates, data_format=data_format,
+        zero_debias=zero_debias, share_variables=share_variables, batches=batches,
+        trainable=trainable)
+    return SweepResult(measure(config, checked, progress, check_flag("exact", exact)))
 
-    return SweepResult(sweep_runner.run(config, checked, progress))
+
+def measure(config: ProbeConfig, decays: Sequence[float],
+            progress: Optional[Callable[[int], Any]] = None,
+            exact: bool = False) -> Tuple[ProbeResult, ...]:
+    """Every decay of ``decays`` with ``config``: through the sweep graph when sweepable (one
+    decay at a time with ``exact``), else one probe() per decay. Imports TensorFlow."""
+    if sweepable(config):
+        from . import sweep_runner
+
+        return sweep_runner.run(config, decays, progress, 1 if exact else None)
+    from . import runner
+
+    results = []
+    for decay in decays:
+        results.append(runner.run(dataclasses.replace(config, decay=decay)))
+        if progress:
+            progress(1)
+    return tuple(results)
 
 
 def _stacked(results: Sequence[ProbeResult], name: str) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Assertions on how a probe's variables drifted, for pytest (or any test runner).
+"""Assertions on how a probe's variables drifted, for pytest (or any test runner); and how
+far a sweep's result is from probe()'s.
 
     from bn_decay_probe import probe
     from bn_decay_probe.testing import assert_moved_as_decay_predicts, assert_not_moved
@@ -13,7 +14,8 @@ result's inputs, never from the probe's own output.
 """
 from __future__ import annotations
 
-from typing import Optional
+import math
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -107,5 +109,103 @@ def assert_moved_as_decay_predicts(result: ProbeResult, variable: str, phase: st
                _largest(expected, actual), rtol, atol))
 
 
+class Deviation(NamedTuple):
+    """How far a result's numbers are from a reference's, for the same layer and decay."""
+
+    identical: bool  # every field equal, but the names of the traced ops
+    statistics: float  # variables (every snapshot and step) and batch statistics, float32 ulps
+    outputs: float  # the train and test outputs, in float32 ulps of output_scale(reference)
+    gap: float  # the test/train gap after each step, in the same ulps
+
+
+def _ulps(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest |a - b| in float32 ulps of the larger of the two (NaN equal to NaN)."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    differ = ~((a == b) | (np.isnan(a) & np.isnan(b)))
+    if not differ.any():
+        return 0.0
+    unit = np.spacing(np.maximum(np.abs(a[differ]), np.abs(b[differ]))).astype(np.float64)
+    return float(np.max(np.abs(a[differ].astype(np.float64) - b[differ]) / unit))
+
+
+def output_scale(result: ProbeResult) -> float:
+    """M, the largest term batch norm forms: (|x| + |mean|) / sqrt(variance + epsilon) over
+    the inputs and the statistics either output normalizes with (the last train input's,
+    numpy, float64, or the moving ones after the train and test phases). The float32 spacing
+    at M is the unit of the sweep's output bound: rounding an intermediate of that size moves
+    the output by about one such ulp."""
+    last = result.config.train_inputs()[-1].astype(np.float64)
+    pairs = [(np.abs(last).max(axis=(0, 1, 2)), last.mean(axis=(0, 1, 2)),
+              last.var(axis=(0, 1, 2)))]
+    x = np.abs(np.concatenate([last, result.inputs.astype(np.float64)])).max(axis=(0, 1, 2))
+    for phase in PHASES:
+        moving = result.after[phase]
+        if "moving_mean" in moving:
+            pairs.append((x, moving["moving_mean"].astype(np.float64),
+                          moving["moving_variance"].astype(np.float64)))
+    with np.errstate(invalid="ignore", over="ignore"):
+        scales = [np.nanmax((top + np.abs(mean)) /
+                            np.sqrt(np.maximum(var, 0.0) + result.epsilon["train"]))
+                  for top, mean, var in pairs]
+    return float(np.nanmax(scales))
+
+
+def deviation(result: ProbeResult, reference: ProbeResult) -> Deviation:
+    """How far ``result`` (e.g. a sweep's) is from ``reference`` (probe()'s for the same
+    layer and decay): whether they are identical, and the largest differences of their
+    numbers."""
+    mine, theirs = result.to_dict(), reference.to_dict()
+    for data in (mine, theirs):
+        del data["device"]["ops"]
+    unit = float(np.spacing(np.float32(output_scale(reference))))
+    statistics = [_ulps(result.snapshots[label][name], values)
+                  for label, snapshot in reference.snapshots.items()
+                  for name, values in snapshot.items()]
+    statistics += [_ulps(result.batch_statistics[name], values)
+                   for name, values in reference.batch_statistics.items()]
+    statistics += [_ulps(result.trajectory[name], values)
+                   for name, values in reference.trajectory.items() if name != "gap"]
+    outputs = [float(np.max(np.abs(result.outputs[phase].astype(np.float64) - values)))
+               for phase, values in reference.outputs.items()]
+    gap = 0.0
+    if "gap" in reference.trajectory:
+        differ = result.trajectory["gap"] != reference.trajectory["gap"]
+        differ &= ~(np.isnan(result.trajectory["gap"]) & np.isnan(reference.trajectory["gap"]))
+        if differ.any():
+            gap = float(np.max(np.abs(result.trajectory["gap"] - reference.trajectory["gap"])
+                               [differ]))
+    return Deviation(mine == theirs, max(statistics, default=0.0),
+                     float(np.nan_to_num(max(outputs) / unit, nan=np.inf)),
+                     float(np.nan_to_num(gap / unit, nan=np.inf)))
+
+
+def sweep_bound(result: ProbeResult) -> float:
+    """The bound, in ulps, within which a sweep's numbers stay of probe()'s where they differ
+    at all (docs/sweeps.md): 2 + sqrt(n), n the values each channel averages over, as the
+    rounding of a sum of n values taken in another order stays within about sqrt(n) ulps."""
+    shape = result.config.train_inputs()[-1].shape
+    return 2.0 + math.sqrt(shape[0] * shape[1] * shape[2])
+
+
+def assert_sweep_matches_probe(swept: ProbeResult, probed: ProbeResult) -> Deviation:
+    """Fails unless ``swept`` equals ``probed`` in every field, the variables, statistics and
+    outputs within sweep_bound() ulps and the gap within twice that. Returns the deviation."""
+    __tracebackhide__ = True
+    found = deviation(swept, probed)
+    mine, theirs = swept.to_dict(), probed.to_dict()
+    for key in ("outputs", "snapshots", "trajectory", "batch_statistics", "device"):
+        del mine[key], theirs[key]
+    bound = sweep_bound(probed)
+    if mine != theirs or swept.device.ran_on != probed.device.ran_on:
+        differ = sorted(k for k in mine if mine[k] != theirs.get(k))
+        raise AssertionError("decay %g: the sweep's %s differ from probe()'s"
+                             % (probed.decay, ", ".join(differ) or "devices"))
+    if max(found.statistics, found.outputs) > bound or found.gap > 2 * bound:
+        raise AssertionError("decay %g: the sweep's numbers are beyond %.1f ulps of probe()'s "
+                             "(gap: %.1f): %s" % (probed.decay, bound, 2 * bound, found))
+    return found
+
+
 __all__ = ["assert_moved", "assert_not_moved", "assert_moved_as_decay_predicts",
-           "expected_after", "DEFAULT_RTOL", "DEFAULT_ATOL"]
+           "expected_after", "DEFAULT_RTOL", "DEFAULT_ATOL", "Deviation", "deviation",
+           "output_scale", "sweep_bound", "assert_sweep_matches_probe"]

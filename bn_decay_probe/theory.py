@@ -122,9 +122,15 @@ def predicted_gaps(x: np.ndarray, decay: float, fused: bool, epsilon: float, ste
     The difference is affine in x within a channel, so its largest size is at the channel's
     smallest or largest value.
     """
+    return _gaps_at(x, decay, fused, epsilon, np.arange(1, steps + 1), zero_debias)
+
+
+def _gaps_at(x: np.ndarray, decay: float, fused: bool, epsilon: float, steps: np.ndarray,
+             zero_debias: bool) -> np.ndarray:
+    """predicted_gaps after each train step of ``steps`` (1-based)."""
     x = np.asarray(x, np.float64)
     mean, biased = batch_mean(x), batch_variance(x)
-    k = np.arange(1, steps + 1, dtype=np.float64)[:, None]
+    k = np.asarray(steps, np.float64)[:, None]
     weight = float(decay) ** k
     if zero_debias:  # the batch mean itself from the first step on; 0/0 at decay 1
         debiased = mean if decay < 1 else np.full_like(mean, np.nan)
@@ -160,6 +166,13 @@ def predicted_steps_to_converge(x: np.ndarray, decay: float, fused: bool, epsilo
                                 tol: float, zero_debias: bool = False) -> Optional[int]:
     """The first train step after which max |test - train| <= tol by the closed form, or None
     when it never gets there (decay 1, or a fused kernel's n/(n-1) gap larger than tol)."""
-    gaps = predicted_gaps(x, decay, fused, epsilon, settled_after(decay), zero_debias)
-    hits = np.nonzero(np.nan_to_num(gaps, nan=np.inf) <= tol)[0]  # NaN: undefined, never within
-    return int(hits[0]) + 1 if len(hits) else None
+    last = settled_after(decay)
+    start, width = 1, 1024
+    while start <= last:  # in growing windows: the first hit ends the search
+        steps = np.arange(start, min(start + width, last + 1))
+        gaps = _gaps_at(x, decay, fused, epsilon, steps, zero_debias)
+        hits = np.nonzero(np.nan_to_num(gaps, nan=np.inf) <= tol)[0]  # NaN: never within
+        if len(hits):
+            return int(steps[hits[0]])
+        start, width = start + width, width * 4
+    return None

@@ -1,5 +1,6 @@
-"""sweep(): every decay through one graph, each result equal to probe()'s and to the update
-rule; the stacked arrays, JSON and CSV round trips, and bad decays."""
+"""sweep(): every decay through one graph, each result following the update rule (the
+comparison with probe() is test_sweep_identity.py); the stacked arrays, JSON and CSV round
+trips, and bad decays."""
 import csv
 import functools
 import io
@@ -12,7 +13,6 @@ import numpy as np
 import pytest
 
 from bn_decay_probe import ProbeConfigError, SweepResult, probe, sweep
-from bn_decay_probe import report
 from bn_decay_probe.config import ProbeConfig
 from bn_decay_probe.sweep import sweepable
 from conftest import DECAYS, EPSILON, FUSED, SHAPES, Reference, channel_inputs
@@ -22,27 +22,6 @@ from conftest import DECAYS, EPSILON, FUSED, SHAPES, Reference, channel_inputs
 def _sweep(fused, shape, steps):
     return sweep(DECAYS, steps=steps, inputs=channel_inputs(shape), fused=fused,
                  epsilon=EPSILON, device="cpu")
-
-
-def _without_op_names(result):
-    """The result as JSON, less the names of the traced ops: the sweep graph holds resource
-    variables and a decay tensor, so some op names (not what any op computed) differ."""
-    data = result.to_dict()
-    del data["device"]["ops"]
-    return data
-
-
-@pytest.mark.parametrize("steps", [1, 3])
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("fused", FUSED)
-def test_each_decay_is_bit_identical_to_probe(fused, shape, steps, measured):
-    swept = _sweep(fused, shape, steps)
-    assert len(swept) == len(DECAYS)
-    for decay, result in zip(DECAYS, swept):
-        alone = measured(decay, fused, shape, steps)
-        assert _without_op_names(result) == _without_op_names(alone)
-        assert report.render_text(result) == report.render_text(alone)
-        assert result.device.ran_on == alone.device.ran_on
 
 
 @pytest.mark.parametrize("steps", [1, 3])
@@ -170,13 +149,12 @@ def test_bad_input_fails_before_tensorflow_and_the_modules_do_not_import_it():
     assert out.stdout.splitlines() == ["decays[0] must be a number in [0, 1], got 2.0", "[]"]
 
 
-@pytest.mark.parametrize("options, runs_sweep", [
-    ({}, True), ({"fused": False, "steps": 3}, True), ({"trainable": False}, True),
-    ({"api": "layers"}, False), ({"updates": "update_ops"}, False),
-    ({"data_format": "NCHW"}, False), ({"zero_debias": True}, False),
-    ({"share_variables": False}, False), ({"batches": np.ones((2, 1, 2, 2, 1))}, False)])
-def test_which_settings_sweep_runs(options, runs_sweep):
-    assert sweepable(ProbeConfig.create(**options)) is runs_sweep
+@pytest.mark.parametrize("options", [
+    {}, {"fused": False, "steps": 3}, {"trainable": False}, {"api": "layers"},
+    {"updates": "update_ops"}, {"data_format": "NCHW"}, {"zero_debias": True},
+    {"share_variables": False}, {"batches": np.ones((2, 1, 2, 2, 1))}])
+def test_sweep_runs_every_graph_api_and_setting(options):
+    assert sweepable(ProbeConfig.create(**options))
 
 
 def test_sweep_does_not_change_decay_values():

@@ -1,9 +1,11 @@
 """bn_decay_probe.testing: passes on real measurements, fails with messages that name variable,
 phase, decay, expected, actual and the largest difference."""
+import dataclasses
+
 import numpy as np
 import pytest
 
-from bn_decay_probe import ProbeResult, probe
+from bn_decay_probe import ProbeResult, probe, testing
 from bn_decay_probe.testing import (assert_moved, assert_moved_as_decay_predicts,
                                     assert_not_moved, expected_after)
 from conftest import DECAYS, Reference, channel_inputs
@@ -86,3 +88,58 @@ def test_helpers_reject_unknown_names(frozen, call, message):
     with pytest.raises(ValueError) as info:
         call(frozen)
     assert str(info.value) == message
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return probe(decay=0.9, steps=2, shape=(2, 3, 5, 3), device="cpu")
+
+
+def _changed(result, **fields):
+    return dataclasses.replace(result, **fields)
+
+
+def test_output_scale_is_the_largest_term_batch_norm_forms(reference):
+    """By hand, per channel: (max |x| + |mean|) / sqrt(variance + epsilon) for the input's own
+    statistics and for the moving ones after the train and the test phase."""
+    x = reference.inputs.astype(np.float64).reshape(-1, 3)
+    terms = [(np.abs(x).max(0) + np.abs(x.mean(0))) / np.sqrt(x.var(0) + 1e-3)]
+    for phase in ("train", "test"):
+        mean = reference.after[phase]["moving_mean"].astype(np.float64)
+        var = reference.after[phase]["moving_variance"].astype(np.float64)
+        terms.append((np.abs(x).max(0) + np.abs(mean)) / np.sqrt(var + 1e-3))
+    assert testing.output_scale(reference) == pytest.approx(np.max(terms), rel=1e-12)
+
+
+def test_deviation_counts_ulps(reference):
+    assert testing.deviation(reference, reference) == (True, 0.0, 0.0, 0.0)
+    unit = float(np.spacing(np.float32(testing.output_scale(reference))))
+    test = reference.outputs["test"].copy()
+    test[0, 0, 0, 0] += np.float32(3 * unit)  # exactly 3 units: test is below M in size
+    moving = dict(reference.snapshots["after_test"])
+    name = [n for n in moving if n.endswith("moving_mean:0")][0]
+    moving[name] = np.nextafter(moving[name], np.float32(np.inf))  # one ulp up, every channel
+    gap = reference.trajectory["gap"] + 2 * unit
+    changed = _changed(reference, outputs=dict(reference.outputs, test=test),
+                       snapshots=dict(reference.snapshots, after_test=moving),
+                       trajectory=dict(reference.trajectory, gap=gap))
+    found = testing.deviation(changed, reference)
+    assert found.identical is False
+    assert found.statistics == 1.0
+    assert found.outputs == pytest.approx(3.0, rel=1e-6)
+    assert found.gap == pytest.approx(2.0, rel=1e-6)
+
+
+def test_assert_sweep_matches_probe(reference):
+    assert testing.sweep_bound(reference) == 2 + np.sqrt(30)
+    test = reference.outputs["test"] + np.float32(
+        50 * np.spacing(np.float32(testing.output_scale(reference))))
+    far = _changed(reference, outputs=dict(reference.outputs, test=test))
+    with pytest.raises(AssertionError, match=r"^decay 0.9: the sweep's numbers are beyond "
+                                             r"7.5 ulps of probe\(\)'s \(gap: 15.0\): "):
+        testing.assert_sweep_matches_probe(far, reference)
+    other = _changed(reference, update_ops=("extra",))
+    with pytest.raises(AssertionError, match=r"^decay 0.9: the sweep's update_ops differ from "
+                                             r"probe\(\)'s$"):
+        testing.assert_sweep_matches_probe(other, reference)
+    assert testing.assert_sweep_matches_probe(reference, reference).identical
