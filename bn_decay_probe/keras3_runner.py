@@ -27,6 +27,9 @@ from .runner import _gap, _notify, _to_nhwc, trajectory, variable_infos
 
 LAYER_NAMES = ("batch_normalization", "batch_normalization_1")  # as Keras names two layers
 _READS = frozenset({"ReadVariableOp", "Cast", "Identity"})
+# converge() runs steps in tf.function calls of this many, doubling: few calls for thousands of
+# steps, little overshoot past an early answer.
+_FIRST_CHUNK, _MAX_CHUNK = 64, 4096
 
 
 class _Probe:
@@ -90,6 +93,35 @@ class _Probe:
     def run_test(self, x: np.ndarray) -> np.ndarray:
         with self.tf.device(self.target):
             return self.test(self.tf.constant(x)).numpy()
+
+    def run_steps(self, x: np.ndarray, count: int) -> Tuple[np.ndarray, np.ndarray]:
+        """``count`` train steps, each followed by a test call, in one tf.function call (a loop
+        in the graph, as Model.fit runs steps_per_execution > 1): per step, max |test - train|
+        in float64 as runner._gap computes it (NaN if any difference is NaN), and whether the
+        step left every variable bit-identical."""
+        if not hasattr(self, "_steps"):
+            self._steps = self.tf.function(self._run_steps)
+        with self.tf.device(self.target):
+            gaps, unchanged = self._steps(self.tf.constant(x), self.tf.constant(count))
+        return gaps.numpy(), unchanged.numpy()
+
+    def _run_steps(self, x: Any, count: Any) -> Tuple[Any, Any]:
+        tf = self.tf
+        variables = list(self.variables.values())
+        gaps = tf.TensorArray(tf.float64, size=count)
+        unchanged = tf.TensorArray(tf.bool, size=count)
+        for step in tf.range(count):
+            before = [tf.identity(v.read_value()) for v in variables]
+            train = self.layers["train"](x, training=True)
+            difference = tf.abs(tf.cast(self._test(x), tf.float64) - tf.cast(train, tf.float64))
+            gap = tf.where(tf.reduce_any(tf.math.is_nan(difference)),
+                           tf.constant(np.nan, tf.float64), tf.reduce_max(difference))
+            same = tf.reduce_all([tf.reduce_all(tf.equal(tf.bitcast(b, tf.int32),
+                                                         tf.bitcast(v.read_value(), tf.int32)))
+                                  for b, v in zip(before, variables)])
+            gaps = gaps.write(step, gap)
+            unchanged = unchanged.write(step, same)
+        return gaps.stack(), unchanged.stack()
 
 
 def _tf_variables(layer: Any) -> List[Any]:
@@ -200,22 +232,27 @@ def run(config: ProbeConfig) -> ProbeResult:
 
 def converge(config: ProbeConfig, tol: float, max_steps: int) -> Convergence:
     """runner.converge for api "keras3": train steps until max |test - train| <= tol, or until a
-    step leaves every variable bit-identical."""
+    step leaves every variable bit-identical. Steps run in chunks (one tf.function call each,
+    doubling up to _MAX_CHUNK); the answer is the first step of a chunk that decides it."""
     p, _, _ = _probe(config)
     x = graph.layout(config, config.inputs)
-    stopped, measured = "limit reached", None
-    before = p.snapshot()
-    step = 0
-    for step in range(1, max_steps + 1):
-        train_output, _ = p.run_train(x)
-        if _gap(p.run_test(x), train_output) <= tol:
-            measured = step
-            break
-        after = p.snapshot()
-        if all(np.array_equal(before[n], after[n]) for n in after):
-            stopped = "the variables stopped changing after step %d" % (step - 1)
-            break
-        before = after
+    stopped, measured, step, chunk = "limit reached", None, 0, _FIRST_CHUNK
+    while step < max_steps and measured is None and stopped == "limit reached":
+        count = min(chunk, max_steps - step)
+        with backend.quiet():
+            gaps, unchanged = p.run_steps(x, count)
+        with np.errstate(invalid="ignore"):  # NaN is not within tol, as in runner._gap's use
+            decided = np.flatnonzero((gaps <= tol) | unchanged)
+        if decided.size:
+            first = int(decided[0])
+            step += first + 1
+            if gaps[first] <= tol:
+                measured = step
+            else:
+                stopped = "the variables stopped changing after step %d" % (step - 1)
+        else:
+            step += count
+        chunk = min(2 * chunk, _MAX_CHUNK)
     epsilon = graph.epsilon_of(p.graphs["train"], _ops(p.graphs["train"]))
     fused = graph.is_fused(p.graphs["train"], _ops(p.graphs["train"]))
     predicted = theory.predicted_steps_to_converge(config.inputs, config.decay, fused, epsilon,

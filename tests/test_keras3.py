@@ -137,3 +137,38 @@ def test_cli_json_end_to_end():
     np.testing.assert_allclose(result["batch_statistics"]["moving_variance"], [x.var()],
                                rtol=1e-6)
     assert result["outputs"]["test"] == result["outputs"]["train"]
+
+
+def step_by_step(config, tol, max_steps):
+    """The reference for converge(): one tf.function call per train step and per test, as
+    Keras 3 runs them, variables compared after each step."""
+    from bn_decay_probe import graph, keras3_runner
+    from bn_decay_probe.runner import _gap
+
+    p, _, _ = keras3_runner._probe(config)
+    x = graph.layout(config, config.inputs)
+    before = p.snapshot()
+    for step in range(1, max_steps + 1):
+        train_output, _ = p.run_train(x)
+        if _gap(p.run_test(x), train_output) <= tol:
+            return step, step, ""
+        after = p.snapshot()
+        if all(np.array_equal(before[n], after[n]) for n in after):
+            return None, step, "the variables stopped changing after step %d" % (step - 1)
+        before = after
+    return None, max_steps, "limit reached"
+
+
+@pytest.mark.parametrize("decay, share, max_steps", [
+    (0.9, True, 200), (0.99, True, 2000), (0.9, False, 400), (0.99, True, 300)],
+    ids=["converges in the first chunk", "converges in a later chunk", "stops changing",
+         "limit reached mid-chunk"])
+def test_converge_in_chunks_decides_the_step_that_one_call_per_step_does(decay, share,
+                                                                        max_steps):
+    from bn_decay_probe import keras3_runner
+    from bn_decay_probe.config import ProbeConfig
+
+    config = ProbeConfig.create(decay=decay, inputs=channel_inputs((4, 8, 8, 3)),
+                                api="keras3", device="cpu", share_variables=share)
+    got = keras3_runner.converge(config, 0.01, max_steps)
+    assert (got.measured, got.steps_run, got.stopped) == step_by_step(config, 0.01, max_steps)
