@@ -179,6 +179,10 @@ def test_update_ops_never_run_is_never_updated(contrib_never):
     assert codes(d) == {("block0/bn", NEVER_UPDATED), ("block1/bn", NEVER_UPDATED)}
     assert not d.clean and {f.severity for f in d.findings} == {"error"}
     assert [(s.mean_range, s.variance_range) for s in d.layers] == [((0, 0), (1, 1))] * 2
+    # The weights trained; only the statistics are missing: the repair, not retraining.
+    assert d.findings[0].fix.endswith("recompute the statistics from data instead of training "
+                                      "again (bn-decay-probe repair, or recalibrate() on a "
+                                      "live session)")
 
 
 def test_decay_too_close_to_one_is_partly_converged(contrib_ok):
@@ -190,7 +194,8 @@ def test_decay_too_close_to_one_is_partly_converged(contrib_ok):
     assert finding.severity == "warning"
     assert finding.explanation.startswith("0.99**30 = 0.7397 of each moving statistic")
     assert finding.fix == ("train to at least 299 steps at decay 0.99 (decay**steps <= 0.05), or "
-                           "use a decay of at most 0.9049 for 30 steps")
+                           "use a decay of at most 0.9049 for 30 steps; or recompute the "
+                           "statistics from data without training (bn-decay-probe repair)")
     assert diagnose_checkpoint(contrib_ok, decay=0.99, threshold=0.75).clean
     assert codes(diagnose_checkpoint(contrib_ok, decay=0.9, threshold=0.04)) == codes(d)
 

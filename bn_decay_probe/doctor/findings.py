@@ -179,8 +179,8 @@ def _bad_variance(layer: LayerFacts) -> Optional[Finding]:
                    "kernel (Keras learning phase never set: it feeds uninitialized batch "
                    "statistics), from NaN/inf in the inputs or the loss (e.g. too high a "
                    "learning rate), or from code that assigns the variables; remove the cause, "
-                   "then restore an earlier checkpoint or re-estimate the statistics "
-                   "(train-mode forward passes with the update ops, no optimizer step)", detail)
+                   "then restore an earlier checkpoint or recompute the statistics from data "
+                   "(bn-decay-probe repair)", detail)
 
 
 def _never_updated(layer: LayerFacts, trained: Sequence[LayerFacts]) -> Finding:
@@ -216,7 +216,14 @@ def _never_updated(layer: LayerFacts, trained: Sequence[LayerFacts]) -> Finding:
                "update op), and the train step does not run it")
     return Finding(layer.name, NEVER_UPDATED, ERROR,
                    "moving_mean is all 0 and moving_variance all 1, their initial values: %s, "
-                   "so inference normalizes with (0, 1)" % why, how + "; then train again", "")
+                   "so inference normalizes with (0, 1)" % why,
+                   how + ("; then train again" if layer.mode == "inference" else _REPAIR), "")
+
+
+# The weights are good when only the statistics are wrong: no need to train again
+# (docs/repair.md). Not for layers built in inference mode, which have no training mode to read.
+_REPAIR = ("; for the weights already trained, recompute the statistics from data instead of "
+           "training again (bn-decay-probe repair, or recalibrate() on a live session)")
 
 
 def _family(layer: LayerFacts) -> Tuple[Tuple[str, ...], Optional[int]]:
@@ -248,6 +255,7 @@ def _partly_converged(layer: LayerFacts, steps: int, threshold: float) -> Option
             math.ceil(math.log(threshold) / math.log(decay)), decay, threshold, lower)
     else:
         fix = "at decay 1 the moving statistics never move: use " + lower
+    fix += "; or recompute the statistics from data without training (bn-decay-probe repair)"
     return Finding(layer.name, PARTLY_CONVERGED, WARNING,
                    "%.6g**%d = %.4g of each moving statistic is still its initial value (mean 0, "
                    "variance 1), above the threshold %g" % (decay, steps, weight, threshold), fix)
