@@ -62,9 +62,9 @@ def numpy_sweep(x: np.ndarray, decays, steps: int, fused: bool = True):
     return means, variances, gaps
 
 
-def timed(function, *args):
+def timed(function, *args, **options):
     wall, cpu = time.perf_counter(), time.process_time()
-    value = function(*args)
+    value = function(*args, **options)
     return value, time.perf_counter() - wall, time.process_time() - cpu
 
 
@@ -122,8 +122,8 @@ def main() -> None:
         cpu["cold --decay 0.9"].append(used)
         for n in DECAY_COUNTS:
             decays = [float(d) for d in np.linspace(0.5, 0.999, n)]
-            swept, wall, used = timed(sweep, decays, args.steps, None, None, 0, None, EPSILON,
-                                      "cpu")
+            swept, wall, used = timed(sweep, decays, args.steps, seed=0, epsilon=EPSILON,
+                                      device="cpu")
             times["sweep %d" % n].append(wall)
             cpu["sweep %d" % n].append(used)
             (means, variances, gaps), wall, used = timed(numpy_sweep, x, decays, args.steps)

@@ -78,7 +78,7 @@ def _wrap(line: str, width: int) -> List[str]:
         break_on_hyphens=False)] or [line]
 
 
-def _fit(lines: Sequence[str], width: int) -> str:
+def fit_lines(lines: Sequence[str], width: int) -> str:
     return "\n".join(wrapped for line in lines for wrapped in _wrap(line, width))
 
 
@@ -112,7 +112,7 @@ def _rows(result: ProbeResult) -> List[List[str]]:
     return rows
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 2,
+def fold_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 2,
            width: int = 0, keep: int = 1, pairs: bool = False) -> List[str]:
     """Columns aligned (the first ``left`` to the left, numbers to the right). A table wider
     than ``width`` folds into several, one under the other, each repeating the first ``keep``
@@ -299,7 +299,7 @@ def _trajectory(result: ProbeResult, tol: float, width: int) -> List[str]:
             row.append(_num(result.trajectory["gap"][step - 1]))
         rows.append(row)
     lines = ["", "after each train step (measured; rule = numpy):"]
-    lines += _table(header, rows, 1, width, pairs=True)
+    lines += fold_table(header, rows, 1, width, pairs=True)
     return lines + ([_convergence_line(result, tol)] if has_gap else [])
 
 
@@ -335,10 +335,10 @@ def render_text(result: ProbeResult, tol: float = DEFAULT_TOL,
     terminal; 0: no limit); tables fold, long lines wrap."""
     width = _width(width)
     header = ["variable", "ch", *SNAPSHOT_TITLES, RULE_TITLE]
-    lines = _describe(result) + [""] + _table(header, _rows(result), 2, width, keep=2)
+    lines = _describe(result) + [""] + fold_table(header, _rows(result), 2, width, keep=2)
     lines += [RULE_LEGEND] + _notes(result) + [""] + _statistics(result)
     lines += _trajectory(result, tol, width)
-    return _fit(lines + [""] + _outputs(result), width)
+    return fit_lines(lines + [""] + _outputs(result), width)
 
 
 def render_sweep(sweep: Any, tol: float = DEFAULT_TOL, width: Optional[int] = None) -> str:
@@ -371,7 +371,7 @@ def render_sweep(sweep: Any, tol: float = DEFAULT_TOL, width: Optional[int] = No
                     _convergence_cell(convergence, reasons)]
         rows.append(row)
     lines += ["", "after %d train step(s) (measured; rule = numpy):" % steps]
-    lines += _table(header, rows, 1, width, pairs=True)
+    lines += fold_table(header, rows, 1, width, pairs=True)
     if sweep.gap is not None:
         lines += _paragraph(
             "steps to %g: train steps until max |test - train| <= %g, measured (predicted by "
@@ -379,7 +379,7 @@ def render_sweep(sweep: Any, tol: float = DEFAULT_TOL, width: Optional[int] = No
             % (tol, tol, steps, "; [n]: never, for the reason below" if reasons else ""),
             width, "  ")
         lines += _footnotes(reasons, "never within %g:" % tol, width)
-    return _fit(lines, width)
+    return fit_lines(lines, width)
 
 
 def render_html(result: ProbeResult, tol: float = DEFAULT_TOL) -> str:
@@ -475,7 +475,7 @@ def render_matrix(matrix: Any, width: Optional[int] = None) -> str:
     versions = matrix.versions
     lines = ["semantics matrix: input %s uniform(0, 255) seed %d | TensorFlow %s"
              % (list(matrix.shape), matrix.seed, versions["tensorflow"]), ""]
-    lines += _table(header, rows, 4, width, keep=3)
+    lines += fold_table(header, rows, 4, width, keep=3)
     lines.append("")
     for legend in (
             "updated: moving statistics changed by one train step at decay 0. variance fed: "
@@ -492,4 +492,4 @@ def render_matrix(matrix: Any, width: Optional[int] = None) -> str:
         lines += ["unavailable with this TensorFlow:"]
         for number, reason in enumerate(unavailable, 1):
             lines += _paragraph("  [u%d] %s" % (number, reason), width, "       ")
-    return _fit(lines, width)
+    return fit_lines(lines, width)

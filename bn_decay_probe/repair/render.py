@@ -5,6 +5,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from ..report import fit_lines, fold_table, output_width
 from .result import RepairResult
 
 
@@ -18,8 +19,11 @@ def _range(values: Optional[np.ndarray]) -> str:
     return "[%s, %s]" % (_num(np.nanmin(values)), _num(np.nanmax(values)))
 
 
-def render_repair(result: RepairResult) -> str:
-    """Human-readable report (what ``bn-decay-probe repair`` prints)."""
+def render_repair(result: RepairResult, width: Optional[int] = None) -> str:
+    """Human-readable report (what ``bn-decay-probe repair`` prints), in lines of at most
+    ``width`` columns (None: the terminal's width, 100 when not a terminal; 0: no limit); a
+    layer table wider than that folds, each part repeating the layer column."""
+    width = output_width() if width is None else width
     r = result
     head = ("checkpoint %s -> %s" % (r.checkpoint, r.out) if r.source == "checkpoint"
             else "session graph") + " | input %s | switch %s | %d batch(es), %d row(s)" % (
@@ -38,10 +42,7 @@ def render_repair(result: RepairResult) -> str:
             rows.append([layer.name, str(layer.channels), "-",
                          "%s (left as it was)" % _range(layer.mean_before),
                          "%s (left as it was)" % _range(layer.variance_before)])
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    table = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
-             for row in [header, *rows]]
-    lines: List[str] = [head, r.verdict, ""] + table
+    lines: List[str] = [head, r.verdict, ""] + fold_table(header, rows, len(header), width)
     skipped = r.skipped
     if skipped:
         lines.append("")
@@ -59,4 +60,4 @@ def render_repair(result: RepairResult) -> str:
     lines += ["", "variance written: %s (every value of every batch pooled, divided by their "
               "number)" % r.variance_convention]
     lines += ["note: %s" % note for note in r.notes]
-    return "\n".join(lines)
+    return fit_lines(lines, width)
