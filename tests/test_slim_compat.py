@@ -102,7 +102,8 @@ def test_the_legacy_layers_module_is_needed_with_update_ops(steps):
 
 
 def test_each_name_is_restored_once_and_only_when_missing(steps):
-    assert steps[10] == "again []"
+    # The last line (its index depends on whether anything was restored: TF 2.12 needs nothing).
+    assert steps[-1] == "again []"
 
 
 def test_the_backend_restores_them_when_it_loads():
