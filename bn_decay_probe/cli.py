@@ -256,8 +256,10 @@ def _main(argv: List[str], prog: Optional[str]) -> int:
                 swept = _measure(config, decays, progress.wanted(args.quiet))
                 if not args.quiet:
                     _note_once([], swept[0].device.notice)
-                document = report.json_document(swept.results, tol)
-                text = report.render_sweep(swept, tol) if args.decays else \
+                # Each only when it is written: for thousands of decays either takes seconds.
+                document = report.json_document(swept.results, tol) if args.json else None
+                text = "" if args.json == "-" else report.render_sweep(swept, tol) \
+                    if args.decays else \
                     ("\n\n" + "=" * 72 + "\n\n").join(report.render_text(r, tol) for r in swept)
                 if args.csv:
                     with open(args.csv, "w") as handle:

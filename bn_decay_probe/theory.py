@@ -77,8 +77,14 @@ def predicted_trajectory(train_inputs: Sequence[np.ndarray], before: Mapping[str
     ``train_inputs[k]``, from ``before``: the update rule with each batch's mean and the
     variance the (non-)fused path feeds. zero_debias: contrib's debiased mean, a zero-started
     average divided by 1 - decay**k."""
-    means = [batch_mean(x) for x in train_inputs]
-    variances = [fed_variance(x, fused) for x in train_inputs]
+    # A probe trains K steps on one input (or cycles a few batches): each distinct array's
+    # statistics once, not once per step.
+    statistics: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+    for x in train_inputs:
+        if id(x) not in statistics:
+            statistics[id(x)] = (batch_mean(x), fed_variance(x, fused))
+    means = [statistics[id(x)][0] for x in train_inputs]
+    variances = [statistics[id(x)][1] for x in train_inputs]
     predicted = {"moving_variance": moving_after_sequence(before["moving_variance"], variances,
                                                           decay)}
     if zero_debias:

@@ -315,8 +315,9 @@ def as_ops(tf1: Any, fetches: Any) -> List[Any]:
                            "train function or a list of them, got %r" % (fetches,))
 
 
-def ancestors(roots: Iterable[Any]) -> Set[Any]:
-    """Every op that running ``roots`` runs: inputs and control inputs, transitively."""
+def ancestors(roots: Iterable[Any], control: bool = True) -> Set[Any]:
+    """Every op that running ``roots`` runs: inputs and (with ``control``) control inputs,
+    transitively."""
     seen: Set[Any] = set()
     stack = list(roots)
     while stack:
@@ -324,7 +325,8 @@ def ancestors(roots: Iterable[Any]) -> Set[Any]:
         if op not in seen:
             seen.add(op)
             stack.extend(t.op for t in op.inputs)
-            stack.extend(op.control_inputs)
+            if control:
+                stack.extend(op.control_inputs)
     return seen
 
 

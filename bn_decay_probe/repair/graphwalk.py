@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from ..doctor import graph_reader
+
 IF_OPS = frozenset({"If", "StatelessIf"})
 THEN, ELSE = "then_branch", "else_branch"
 PASS_THROUGH = frozenset({"Identity", "RefIdentity", "Snapshot", "Squeeze", "Reshape",
@@ -193,16 +195,7 @@ class Walker:
 
     def ancestors(self, roots: Iterable[Any], control: bool = True) -> set:
         """Every op of the outer graph that running ``roots`` (ops) runs."""
-        seen: set = set()
-        stack = list(roots)
-        while stack:
-            op = stack.pop()
-            if op not in seen:
-                seen.add(op)
-                stack.extend(t.op for t in op.inputs)
-                if control:
-                    stack.extend(op.control_inputs)
-        return seen
+        return graph_reader.ancestors(roots, control)
 
     def branch_state_targets(self, if_op: Any, frames: Tuple[Frame, ...] = ()) -> List[Any]:
         """The ops of the outer graph (variables) whose values the branches of ``if_op`` (inside
