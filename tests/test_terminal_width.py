@@ -84,9 +84,9 @@ def test_a_terminal_gets_its_own_width(columns):
 def test_tables_fold_repeating_their_key_and_pairs_stay_together():
     header = ["key", "a", "rule", "b", "rule"]
     rows = [["k%d" % i, "x" * 20, "y" * 20, "z" * 20, "w" * 20] for i in range(3)]
-    whole = report._table(header, rows, 1)
+    whole = report.fold_table(header, rows, 1)
     assert len(whole) == 4 and widest("\n".join(whole)) > 60
-    folded = report._table(header, rows, 1, width=60, pairs=True)
+    folded = report.fold_table(header, rows, 1, width=60, pairs=True)
     assert widest("\n".join(folded)) <= 60
     parts = "\n".join(folded).split("\n\n")
     assert [p.splitlines()[0].split() for p in parts] == [["key", "a", "rule"],
