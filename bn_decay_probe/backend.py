@@ -209,21 +209,34 @@ def keras() -> Any:
     """Keras 2, the Keras of TF1-style graphs: tf.keras up to TF 2.15, tf_keras from 2.16."""
     if not _tf_keras():
         return tensorflow().keras
+    return _import_tf_keras("tf.keras is Keras 3; the layers and keras APIs need Keras 2")
+
+
+def _import_tf_keras(why: str) -> Any:
     try:
         import tf_keras
     except ImportError:
-        raise BackendUnavailableError(
-            "TensorFlow %s's tf.keras is Keras 3; the layers and keras APIs need Keras 2: pip "
-            "install tf-keras~=%s.0" % (tensorflow().__version__,
-                                        ".".join(tensorflow().__version__.split(".")[:2]))
+        raise BackendUnavailableError("TensorFlow %s: %s: pip install tf-keras~=%s.0" % (
+            tensorflow().__version__, why, ".".join(tensorflow().__version__.split(".")[:2]))
         ) from None
     return tf_keras
+
+
+def _layers_shim_needs_tf_keras() -> None:
+    """TF 2.15's tf.layers batch normalization (which tf-slim's batch_norm imports too, with
+    its default updates_collections) loads tf_keras although its tf.keras is Keras 2: one line
+    naming the package when it is missing, rather than a ModuleNotFoundError from TF."""
+    from . import slim_compat
+
+    if name() == "tf2" and slim_compat.layers_module_name().startswith("tf_keras."):
+        _import_tf_keras("tf.layers' batch normalization (also tf-slim's) is tf-keras's")
 
 
 def v1_layers() -> Any:
     """tf.compat.v1.layers (conv2d, dense, batch_normalization, ...). From TF 2.16 TF routes it
     to tf-keras only under TF_USE_LEGACY_KERAS, so the same module is taken from tf_keras."""
     if not _tf_keras():
+        _layers_shim_needs_tf_keras()
         return tensorflow().compat.v1.layers
     keras()
     import importlib
@@ -251,6 +264,7 @@ def _slim() -> Any:
         raise BackendUnavailableError("the TensorFlow 2 backend needs tf-slim for "
                                       "tf.contrib.layers.batch_norm: pip install "
                                       "tf-slim==1.1.0") from None
+    _layers_shim_needs_tf_keras()
     return tf_slim
 
 

@@ -1,5 +1,7 @@
 """The backend seam: which TensorFlow versions load, the one-line refusal of the rest, the
 install hint for the running Python, and where each API's layer comes from."""
+import sys
+
 import pytest
 
 from bn_decay_probe import ProbeConfigError, backend, probe
@@ -103,3 +105,22 @@ def test_keras3_elsewhere_is_one_config_error():
         probe(api="keras3", device="cpu")
     assert str(info.value) == ("api='keras3' needs TensorFlow 2.16-2.21, where tf.keras is "
                                "Keras 3; found TensorFlow %s" % backend.tensorflow().__version__)
+
+
+@pytest.mark.skipif("backend.name() != 'tf2'", reason="tf.layers needs no tf-keras on TF 1.15")
+@pytest.mark.parametrize("loader", ["v1_layers", "_slim"])
+def test_a_tf_layers_shim_that_needs_tf_keras_names_the_package(monkeypatch, loader):
+    # TF 2.15's shim imports tf_keras although its tf.keras is Keras 2 (measured: TF 2.15.1
+    # with keras 2.15.0 alone fails in tf-slim's batch_norm with "No module named 'tf_keras'").
+    from bn_decay_probe import slim_compat
+
+    monkeypatch.setattr(backend, "_tf_keras", lambda: False)
+    monkeypatch.setattr(slim_compat, "layers_module_name",
+                        lambda: "tf_keras.legacy_tf_layers.normalization")
+    monkeypatch.setitem(sys.modules, "tf_keras", None)  # import tf_keras raises ImportError
+    with pytest.raises(backend.BackendUnavailableError) as raised:
+        getattr(backend, loader)()
+    minor = ".".join(backend.tensorflow().__version__.split(".")[:2])
+    assert str(raised.value) == (
+        "TensorFlow %s: tf.layers' batch normalization (also tf-slim's) is tf-keras's: pip "
+        "install tf-keras~=%s.0" % (backend.tensorflow().__version__, minor))
