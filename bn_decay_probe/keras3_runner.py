@@ -51,6 +51,7 @@ class _Probe:
         self.graphs: Dict[str, Any] = {}
         self.train = self.tf.function(self._train, autograph=False)
         self.test = self.tf.function(self._test, autograph=False)
+        self.steps = self.tf.function(self._steps)  # traced on first use (converge only)
         x = self.tf.constant(graph.layout(config, config.inputs))
         with self.tf.device(target):
             for phase, function in (("train", self.train), ("test", self.test)):
@@ -99,13 +100,11 @@ class _Probe:
         in the graph, as Model.fit runs steps_per_execution > 1): per step, max |test - train|
         in float64 as runner._gap computes it (NaN if any difference is NaN), and whether the
         step left every variable bit-identical."""
-        if not hasattr(self, "_steps"):
-            self._steps = self.tf.function(self._run_steps)
         with self.tf.device(self.target):
-            gaps, unchanged = self._steps(self.tf.constant(x), self.tf.constant(count))
+            gaps, unchanged = self.steps(self.tf.constant(x), self.tf.constant(count))
         return gaps.numpy(), unchanged.numpy()
 
-    def _run_steps(self, x: Any, count: Any) -> Tuple[Any, Any]:
+    def _steps(self, x: Any, count: Any) -> Tuple[Any, Any]:
         tf = self.tf
         variables = list(self.variables.values())
         gaps = tf.TensorArray(tf.float64, size=count)

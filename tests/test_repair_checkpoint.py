@@ -2,7 +2,6 @@
 tf.compat.v1.train.Saver (with their .meta): the copy's statistics equal numpy over the layers'
 inputs, every other tensor is bit-identical, the input files are byte-identical afterwards, the
 doctor is clean on the copy; bad inputs fail in one line with exit status 2 and write nothing."""
-import hashlib
 import json
 import os
 import re
@@ -15,6 +14,7 @@ import pytest
 from bn_decay_probe import ProbeConfigError, backend, diagnose_checkpoint
 from bn_decay_probe.repair import checkpoint as files
 from bn_decay_probe.repair import recalibrate_checkpoint
+from checkpoint_files import digest, tensors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (6, 6, 3)
@@ -63,23 +63,6 @@ def build_and_save(directory, inputs=1, switches=1, batch=None, norm=True, saver
 
 def data(rows=40, seed=1):
     return np.random.RandomState(seed).normal(3.0, 2.0, (rows,) + SHAPE).astype(np.float32)
-
-
-def digest(prefix):
-    found = {}
-    for name in sorted(os.listdir(os.path.dirname(prefix))):
-        path = os.path.join(os.path.dirname(prefix), name)
-        if name.startswith(os.path.basename(prefix) + "."):
-            with open(path, "rb") as handle:
-                found[name] = (hashlib.sha256(handle.read()).hexdigest(),
-                               os.stat(path).st_mtime_ns)
-    return found
-
-
-def tensors(prefix):
-    with backend.quiet() as tf1:
-        reader = tf1.train.NewCheckpointReader(prefix)
-        return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()}
 
 
 def layer_inputs_reference(prefix, batches, names=("block0/BatchNorm", "block1/BatchNorm")):

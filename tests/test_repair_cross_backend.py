@@ -5,7 +5,6 @@ TF 2.x refuses as they are (measured on TF 2.13 and 2.21), so this also covers t
 drops those hints.
 
 `make cross` runs this with BN_DECAY_PROBE_OTHER_PYTHON naming the TF 2.x interpreter."""
-import hashlib
 import json
 import os
 import subprocess
@@ -16,26 +15,13 @@ import pytest
 from bn_decay_probe import backend, diagnose_checkpoint
 from bn_decay_probe.repair import checkpoint as files
 from bn_decay_probe.repair import recalibrate_checkpoint
+from checkpoint_files import assert_only_statistics_differ, digest, tensors
 from real_models import SPECS
 
 OTHER = os.environ.get("BN_DECAY_PROBE_OTHER_PYTHON")
 pytestmark = pytest.mark.skipif(not OTHER, reason="needs BN_DECAY_PROBE_OTHER_PYTHON: `make cross`")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = "keras_mobilenet_v2"
-
-
-def tensors(prefix):
-    with backend.quiet() as tf1:
-        reader = tf1.train.NewCheckpointReader(prefix)
-        return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()}
-
-
-def digest(prefix):
-    found = {}
-    for suffix in (".index", ".meta", ".data-00000-of-00001"):
-        with open(prefix + suffix, "rb") as handle:
-            found[suffix] = hashlib.sha256(handle.read()).hexdigest()
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +51,7 @@ def test_other_backend_repairs_a_tf115_checkpoint(repaired):
     assert theirs["batches"] == 1 and len(theirs["layers"]) == SPECS[MODEL][2]
     assert all(layer["status"] == "repaired" for layer in theirs["layers"])
     original, copy = tensors(trained.saver_prefix), tensors(str(directory / "theirs"))
-    assert set(copy) == set(original) | {files.MARKER_KEY}
-    statistics = {layer + suffix for layer in trained.bn_layers
-                  for suffix in ("/moving_mean", "/moving_variance")}
-    for key, value in original.items():
-        if key not in statistics:
-            assert copy[key].dtype == value.dtype and copy[key].tobytes() == value.tobytes(), key
+    assert_only_statistics_differ(original, copy, trained.bn_layers)
     assert diagnose_checkpoint(str(directory / "theirs")).clean
 
 

@@ -12,8 +12,6 @@ steps, repaired from their checkpoint and .meta:
   then 0: a warning, checked against the layer's input), every other tensor is bit-identical,
   and the input files are byte-identical afterwards.
 """
-import hashlib
-import os
 
 import numpy as np
 import pytest
@@ -21,6 +19,7 @@ import pytest
 from bn_decay_probe import backend, diagnose_checkpoint
 from bn_decay_probe.repair import checkpoint as files
 from bn_decay_probe.repair import recalibrate_checkpoint
+from checkpoint_files import assert_only_statistics_differ, digest, tensors
 import real_models
 from real_models import CI_MODELS, SPECS
 
@@ -32,24 +31,6 @@ def images(model, rows, seed):
     side = SPECS[model][0]
     return np.random.RandomState(seed).normal(2.0, 3.0, (rows, side, side, 3)).astype(
         np.float32)
-
-
-def digest(prefix):
-    directory = os.path.dirname(prefix)
-    found = {}
-    for name in sorted(os.listdir(directory)):
-        if name.startswith(os.path.basename(prefix) + "."):
-            path = os.path.join(directory, name)
-            with open(path, "rb") as handle:
-                found[name] = (hashlib.sha256(handle.read()).hexdigest(),
-                               os.stat(path).st_mtime_ns)
-    return found
-
-
-def tensors(prefix):
-    with backend.quiet() as tf1:
-        reader = tf1.train.NewCheckpointReader(prefix)
-        return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()}
 
 
 @pytest.fixture(scope="module")
@@ -210,10 +191,5 @@ def test_doctor_clean_and_nothing_else_changed(repaired, model, case):
                 values = session.run(layer_inputs(model, graph, finding.layer), feed)
         values = values.reshape(-1, values.shape[-1])
         assert np.all(values[:, zero] == values[:1, zero]), finding.layer
-    assert set(copy) == set(original) | {files.MARKER_KEY}
-    statistics = {layer + suffix for layer in trained.bn_layers
-                  for suffix in ("/moving_mean", "/moving_variance")}
-    for key, value in original.items():
-        if key not in statistics:
-            assert copy[key].dtype == value.dtype and copy[key].tobytes() == value.tobytes(), key
+    assert_only_statistics_differ(original, copy, trained.bn_layers)
     assert sorted(layer.name for layer in result.repaired) == sorted(trained.bn_layers)
