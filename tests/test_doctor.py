@@ -181,8 +181,8 @@ def test_update_ops_never_run_is_never_updated(contrib_never):
     assert [(s.mean_range, s.variance_range) for s in d.layers] == [((0, 0), (1, 1))] * 2
     # The weights trained; only the statistics are missing: the repair, not retraining.
     assert d.findings[0].fix.endswith("recompute the statistics from data instead of training "
-                                      "again (bn-decay-probe repair, or recalibrate() on a "
-                                      "live session)")
+                                      "again (bn-decay-probe repair, given the .meta graph; or "
+                                      "recalibrate() on a live session)")
 
 
 def test_decay_too_close_to_one_is_partly_converged(contrib_ok):

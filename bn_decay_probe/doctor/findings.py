@@ -223,7 +223,8 @@ def _never_updated(layer: LayerFacts, trained: Sequence[LayerFacts]) -> Finding:
 # The weights are good when only the statistics are wrong: no need to train again
 # (docs/repair.md). Not for layers built in inference mode, which have no training mode to read.
 _REPAIR = ("; for the weights already trained, recompute the statistics from data instead of "
-           "training again (bn-decay-probe repair, or recalibrate() on a live session)")
+           "training again (bn-decay-probe repair, given the .meta graph; or recalibrate() on "
+           "a live session)")
 
 
 def _family(layer: LayerFacts) -> Tuple[Tuple[str, ...], Optional[int]]:
