@@ -106,8 +106,8 @@ def main() -> None:
     if args.child:
         return child_memory(args.child)
     from bn_decay_probe import sweep
-    from bn_decay_probe.config import seeded_inputs
-    from bn_decay_probe.matrix import MATRIX_DECAYS, MATRIX_SHAPE
+    from bn_decay_probe.probe.config import seeded_inputs
+    from bn_decay_probe.probe.matrix import MATRIX_DECAYS, MATRIX_SHAPE
 
     print("machine: %s" % machine())
     x = seeded_inputs(SHAPE, 0)

@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     from bn_decay_probe import probe, sweep
-    from bn_decay_probe.config import seeded_inputs
+    from bn_decay_probe.probe.config import seeded_inputs
     from bn_decay_probe.testing import deviation, sweep_bound
 
     print("machine: %s" % machine())

@@ -2,20 +2,23 @@
 
 Importing this package does not import TensorFlow; the first probe does.
 """
-__version__ = "0.1.0"
-
-from .api import probe  # noqa: E402
-from .config import ProbeConfig  # noqa: E402
-from .doctor import Diagnosis, Finding, diagnose_checkpoint, diagnose_graph  # noqa: E402
-from .matrix import SemanticsMatrix, semantics_matrix  # noqa: E402
-from .errors import DeviceFallbackWarning, ProbeConfigError  # noqa: E402
-from .repair import RepairResult, recalibrate, recalibrate_checkpoint  # noqa: E402
-from .result import Convergence, DeviceReport, ProbeResult, VariableInfo  # noqa: E402
-from .sweep import SweepResult, sweep  # noqa: E402  (the function hides its module's name)
-from .verbosity import set_verbosity  # noqa: E402
+from ._version import __version__
+from .doctor import Diagnosis, Finding, diagnose_checkpoint, diagnose_graph
+from .errors import (BackendUnavailableError, BnDecayProbeError, CheckpointError, DataError,
+                     DeviceFallbackWarning, GraphStructureError, PlotUnavailableError,
+                     ProbeConfigError, UnsharedVariablesError)
+from .probe.api import probe, sweep
+from .probe.config import ProbeConfig
+from .probe.matrix import SemanticsMatrix, semantics_matrix
+from .probe.result import Convergence, DeviceReport, ProbeResult, VariableInfo
+from .probe.sweep_result import SweepResult
+from .repair import RepairResult, recalibrate, recalibrate_checkpoint
+from .verbosity import set_verbosity
 
 __all__ = ["probe", "ProbeConfig", "ProbeConfigError", "ProbeResult", "DeviceReport",
            "VariableInfo", "Convergence", "DeviceFallbackWarning", "semantics_matrix",
            "SemanticsMatrix", "diagnose_checkpoint", "diagnose_graph", "Diagnosis", "Finding",
            "sweep", "SweepResult", "recalibrate", "recalibrate_checkpoint", "RepairResult",
-           "set_verbosity", "__version__"]
+           "set_verbosity", "__version__", "BnDecayProbeError", "CheckpointError", "DataError",
+           "BackendUnavailableError", "PlotUnavailableError", "GraphStructureError",
+           "UnsharedVariablesError"]

@@ -26,7 +26,8 @@ from typing import Any, Dict, Iterator, Tuple
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
+from .errors import BackendUnavailableError, ProbeConfigError
 
 SUPPORTED = ("TensorFlow 1.15 (Python 3.7) or TensorFlow 2.12-2.21 with tf-slim 1.1.0 "
              "(Python 3.8-3.13)")
@@ -43,10 +44,6 @@ _filter_native = False
 _ABSL_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:[\d.]+ +\d+ \S+:\d+\] ")
 _ABSL_NOTICE = ("WARNING: All log messages before absl::InitializeLog() is called are written "
                 "to STDERR")
-
-
-class BackendUnavailableError(ImportError):
-    """TensorFlow is missing or is a version the probe does not support."""
 
 
 _QUIETED = "BN_DECAY_PROBE_QUIETED_TF"  # set with TF_CPP_MIN_LOG_LEVEL when this module set it
@@ -247,8 +244,6 @@ def v1_layers() -> Any:
 def keras3() -> Any:
     """Keras 3 (tf.keras from TF 2.16), for api "keras3"; ProbeConfigError elsewhere."""
     if not _tf_keras():
-        from .errors import ProbeConfigError
-
         raise ProbeConfigError("api='keras3' needs TensorFlow 2.16-2.21, where tf.keras is "
                                "Keras 3; found TensorFlow %s" % tensorflow().__version__)
     import keras as keras_3

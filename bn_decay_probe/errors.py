@@ -1,13 +1,83 @@
-"""Exceptions raised by bn_decay_probe."""
+"""Every exception and warning bn_decay_probe raises, and the exit status each means.
+
+Each exception class carries ``exit_code``, the status the command line exits with when it
+ends a command: the CLI catches :class:`BnDecayProbeError` in one place, prints its one-line
+message and exits with that code. The statuses:
+
+- 0 ``EXIT_OK``: done (the doctor and port: clean);
+- 1 ``EXIT_FINDINGS``: the doctor or port found problems;
+- 2 ``EXIT_BAD_INPUT``: bad input (arguments, files, data), or a missing or unsupported backend;
+- 3 ``EXIT_INCOMPLETE``: no finding, but something could not be checked;
+- 70 ``EXIT_INTERNAL``: the graph TensorFlow built is not what the probe expects (a bug, or a
+  TensorFlow change; please report it);
+- 130 ``EXIT_INTERRUPTED``: Ctrl-C;
+- 141 ``EXIT_BROKEN_PIPE``: the reader closed the pipe (``| head``), as SIGPIPE ends a filter.
+"""
+
+from typing import Any
+
+EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_INCOMPLETE = 0, 1, 2, 3
+EXIT_INTERNAL = 70  # sysexits.h's EX_SOFTWARE
+EXIT_INTERRUPTED = 128 + 2  # what a shell reports for a command SIGINT ended
+EXIT_BROKEN_PIPE = 128 + 13  # ... and for a filter SIGPIPE ended
 
 
-class ProbeConfigError(ValueError):
-    """A probe was asked for something it cannot do.
+class BnDecayProbeError(Exception):
+    """Base of every bn_decay_probe exception. The message is one line that says what was wrong
+    and what is allowed, so the command line can print it as it is."""
 
-    The message is always one line that says what was wrong and what is allowed, so the CLI can
-    print it as is and exit 2.
-    """
+    exit_code = EXIT_BAD_INPUT
+
+
+class ProbeConfigError(BnDecayProbeError, ValueError):
+    """A probe, doctor or repair was asked for something it cannot do: a bad argument, or (the
+    subclasses) a file or data that cannot be used."""
+
+
+class CheckpointError(ProbeConfigError):
+    """A checkpoint or model file cannot be found, read or used (missing, damaged, of another
+    kind, or not fitting its graph)."""
+
+
+class DataError(ProbeConfigError):
+    """The repair's data cannot be read or does not fit the model's input."""
+
+
+class BackendUnavailableError(BnDecayProbeError, ImportError):
+    """TensorFlow is missing or is a version the probe does not support; the message names the
+    package to install."""
+
+
+class PlotUnavailableError(BnDecayProbeError, ImportError):
+    """A plot was asked for, but matplotlib is not installed."""
+
+
+class GraphStructureError(BnDecayProbeError, RuntimeError):
+    """The graph TensorFlow built is not shaped as the probe expects (a bug, or a TF change)."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class UnsharedVariablesError(GraphStructureError):
+    """Shared variables were asked for, but the test branch reads variables the train branch
+    does not have."""
 
 
 class DeviceFallbackWarning(UserWarning):
     """device="auto" found no GPU and ran on the CPU."""
+
+
+# TF 2.x puts this line (and an empty one) before the reason of an error in a Session.run.
+_HEADERS = ("Graph execution error:",)
+
+
+def first_line(error: Any) -> str:
+    """The first line that says something of an exception (TensorFlow's ``message`` when it has
+    one) or a message, for a one-line error: TF 2.x's "Graph execution error:" header is
+    skipped; an exception that says nothing is named by its type."""
+    text = getattr(error, "message", None) or str(error)
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    lines = [line for line in lines if line not in _HEADERS] or lines
+    if lines:
+        return lines[0]
+    return type(error).__name__ if isinstance(error, BaseException) else "no reason given"

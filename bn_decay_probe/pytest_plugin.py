@@ -42,7 +42,7 @@ def pytest_configure(config: Any) -> None:
 @pytest.fixture
 def bn_probe(request: Any) -> Callable[..., Any]:
     """Calls ``bn_decay_probe.probe(**kwargs)`` and keeps the result for the failure report."""
-    from .api import probe
+    from .probe.api import probe
 
     results: List[Any] = []
     request.node.stash[_RESULTS] = results

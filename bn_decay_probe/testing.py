@@ -19,7 +19,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .result import PHASES, ProbeResult
+from .names import PHASES
+from .probe.result import ProbeResult
 
 # float32 rounding of a moving average of values up to ~255**2 leaves relative errors near 1e-6;
 # 1e-5 keeps a margin without hiding a wrong decay (0.9 vs 0.91 differs by 1e-2 relative).

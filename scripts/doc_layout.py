@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Usage: python scripts/doc_layout.py
+"""Usage: python scripts/doc_layout.py [--depth N]
 
 The package's layout for docs/internals.md (make docs): each module of bn_decay_probe/ (and of
-its subpackages) with the first sentence of its docstring, so the page says what the code says. Reads the files, imports
-nothing."""
+its subpackages, down to N levels) with the first sentence of its docstring, so the page says
+what the code says. Reads the files, imports nothing."""
+import argparse
 import ast
 import os
 import textwrap
@@ -22,7 +23,7 @@ def summary(path):
     return paragraph if end < 0 else paragraph[:end + 1]
 
 
-def modules(folder, depth):
+def modules(folder, depth, deepest):
     """Each module (and subpackage, as name/ followed by its modules) of folder."""
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
@@ -30,7 +31,8 @@ def modules(folder, depth):
             describe(name, summary(path), depth)
         elif os.path.isfile(os.path.join(path, "__init__.py")):
             describe(name + "/", summary(os.path.join(path, "__init__.py")), depth)
-            modules(path, depth + 1)
+            if depth < deepest:
+                modules(path, depth + 1, deepest)
 
 
 def describe(name, text, depth):
@@ -45,8 +47,11 @@ def describe(name, text, depth):
 
 
 def main():
+    parser = argparse.ArgumentParser(description="the package's layout, from its docstrings")
+    parser.add_argument("--depth", type=int, default=100, metavar="N",
+                        help="levels of subpackages shown (default: all)")
     print("%s/" % PACKAGE)
-    modules(os.path.join(ROOT, PACKAGE), 1)
+    modules(os.path.join(ROOT, PACKAGE), 1, parser.parse_args().depth)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import hashlib
 import os
 
 from bn_decay_probe import backend
-from bn_decay_probe.repair import checkpoint as files
+from bn_decay_probe.checkpoints.reader import MARKER_KEY
 
 
 def digest(prefix):
@@ -29,7 +29,7 @@ def tensors(prefix):
 def assert_only_statistics_differ(original, copy, layers):
     """The copy holds the input's tensors plus the repair's marker, and every tensor but the
     ``layers``' moving statistics is bit-identical."""
-    assert set(copy) == set(original) | {files.MARKER_KEY}
+    assert set(copy) == set(original) | {MARKER_KEY}
     statistics = {layer + suffix for layer in layers
                   for suffix in ("/moving_mean", "/moving_variance")}
     for key, value in original.items():

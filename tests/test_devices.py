@@ -4,7 +4,9 @@ import warnings
 
 import pytest
 
-from bn_decay_probe import DeviceFallbackWarning, ProbeConfigError, backend, devices, probe, runner
+from bn_decay_probe import DeviceFallbackWarning, ProbeConfigError, backend, probe
+from bn_decay_probe.probe import devices
+from bn_decay_probe.probe import measure
 from bn_decay_probe.report import render_text
 
 FAKE_GPU = ("/physical_device:GPU:0",)
@@ -69,7 +71,7 @@ def test_gpu_request_on_a_machine_without_gpu(monkeypatch):
 
 def test_auto_without_gpu_falls_back_with_one_notice(monkeypatch):
     monkeypatch.setattr(backend, "visible_gpus", lambda: ())
-    monkeypatch.setattr(runner, "_notified", set())
+    monkeypatch.setattr(measure, "_notified", set())
     with pytest.warns(DeviceFallbackWarning, match="no GPU visible to TensorFlow") as caught:
         first = probe(decay=0.5)
         second = probe(decay=0.5)

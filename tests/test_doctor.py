@@ -832,7 +832,7 @@ def test_cli_bad_input_exits_2_with_one_line(args, message):
 
 def test_importing_the_doctor_does_not_import_tensorflow():
     out = subprocess.run([sys.executable, "-c", "import sys, bn_decay_probe.doctor, "
-                          "bn_decay_probe.doctor_cli; print('tensorflow' in sys.modules)"],
+                          "bn_decay_probe.cli.doctor; print('tensorflow' in sys.modules)"],
                          stdout=subprocess.PIPE, universal_newlines=True,
                          env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT)
     assert out.stdout.strip() == "False"

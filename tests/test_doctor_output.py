@@ -9,7 +9,7 @@ from bn_decay_probe.doctor import (NEVER_UPDATED, PARTLY_CONVERGED, Diagnosis, F
                                    LayerSummary, Statistic, StepCount, render_diagnosis)
 from bn_decay_probe.doctor.diagnose import natural_key
 from bn_decay_probe.doctor.render import compact_layers, group_findings
-from bn_decay_probe.doctor.step_counter import choose_step_count, is_step_counter_name
+from bn_decay_probe.checkpoints.step_counter import choose_step_count, is_step_counter_name
 
 
 @pytest.mark.parametrize("name, expected", [

@@ -1,7 +1,8 @@
 """The graph builder: input held in the graph, shared variables checked, structure read back."""
 import pytest
 
-from bn_decay_probe import ProbeConfig, backend, graph
+from bn_decay_probe import ProbeConfig, backend
+from bn_decay_probe.probe import graph
 
 
 def test_input_lives_in_the_graph_and_is_fed_once():

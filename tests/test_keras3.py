@@ -142,11 +142,11 @@ def test_cli_json_end_to_end():
 def step_by_step(config, tol, max_steps):
     """The reference for converge(): one tf.function call per train step and per test, as
     Keras 3 runs them, variables compared after each step."""
-    from bn_decay_probe import graph, keras3_runner
-    from bn_decay_probe.runner import _gap
+    from bn_decay_probe.probe.engines import keras3
+    from bn_decay_probe.probe.measure import gap as _gap, layout
 
-    p, _, _ = keras3_runner._probe(config)
-    x = graph.layout(config, config.inputs)
+    p, _, _ = keras3.build(config)
+    x = layout(config, config.inputs)
     before = p.snapshot()
     for step in range(1, max_steps + 1):
         train_output, _ = p.run_train(x)
@@ -165,10 +165,10 @@ def step_by_step(config, tol, max_steps):
          "limit reached mid-chunk"])
 def test_converge_in_chunks_decides_the_step_that_one_call_per_step_does(decay, share,
                                                                         max_steps):
-    from bn_decay_probe import keras3_runner
-    from bn_decay_probe.config import ProbeConfig
+    from bn_decay_probe.probe.config import ProbeConfig
+    from bn_decay_probe.probe.engines import keras3
 
     config = ProbeConfig.create(decay=decay, inputs=channel_inputs((4, 8, 8, 3)),
                                 api="keras3", device="cpu", share_variables=share)
-    got = keras3_runner.converge(config, 0.01, max_steps)
+    got = keras3.converge(config, 0.01, max_steps)
     assert (got.measured, got.steps_run, got.stopped) == step_by_step(config, 0.01, max_steps)

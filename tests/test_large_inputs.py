@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 
 from bn_decay_probe import ProbeConfig, probe
-from bn_decay_probe.frozen import ALIGNMENT
-from bn_decay_probe.runner import _GAP_CHUNK, _gap
+from bn_decay_probe.values import ALIGNMENT
+from bn_decay_probe.probe.measure import GAP_CHUNK, gap as measure_gap
 
 
 def plain_gap(test, train):
     return float(np.max(np.abs(test.astype(np.float64) - train)))
 
 
-@pytest.mark.parametrize("size", [7, _GAP_CHUNK, 3 * _GAP_CHUNK + 11])
+@pytest.mark.parametrize("size", [7, GAP_CHUNK, 3 * GAP_CHUNK + 11])
 @pytest.mark.parametrize("case", ["noise", "ties", "nan", "inf", "overflow", "equal"])
 def test_gap_is_the_plain_float64_formula(size, case):
     rs = np.random.RandomState(size)
@@ -30,7 +30,7 @@ def test_gap_is_the_plain_float64_formula(size, case):
     elif case == "equal":
         test = train.copy()
     # assert_equal: exactly equal, NaN equal to NaN
-    np.testing.assert_equal(_gap(test.reshape(1, -1, 1, 1), train.reshape(1, -1, 1, 1)),
+    np.testing.assert_equal(measure_gap(test.reshape(1, -1, 1, 1), train.reshape(1, -1, 1, 1)),
                             plain_gap(test, train))
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bn_decay_probe import backend
-from bn_decay_probe.matrix import MATRIX_SHAPE, combinations, semantics_matrix
+from bn_decay_probe.probe.matrix import MATRIX_SHAPE, combinations, semantics_matrix
 from bn_decay_probe.report import render_matrix
 from conftest import Reference, backend_name, first_step_within, updates_run
 

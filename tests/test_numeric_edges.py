@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from bn_decay_probe import ProbeResult, probe
-from bn_decay_probe.report import json_document, render_text, to_json
+from bn_decay_probe.report import json_document, render_text
+from bn_decay_probe.values import to_json
 from conftest import EPSILON, Reference, channel_inputs, flat
 
 FUSED = [True, False]

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from bn_decay_probe import sweep
-from bn_decay_probe.plot import PlotUnavailableError, shown_indices
+from bn_decay_probe.errors import PlotUnavailableError
+from bn_decay_probe.report.plot import shown_indices
 from conftest import Reference, channel_inputs
 
 DECAYS = (0.3, 0.5, 0.7, 0.8, 0.9)

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from bn_decay_probe import ProbeConfigError, backend, diagnose_checkpoint
-from bn_decay_probe.repair import checkpoint as files
+from bn_decay_probe.checkpoints import meta
+from bn_decay_probe.repair import writer
+from bn_decay_probe.checkpoints.reader import MARKER_KEY
 from bn_decay_probe.repair import recalibrate_checkpoint
 from checkpoint_files import digest, tensors
 
@@ -117,7 +119,7 @@ def test_statistics_equal_numpy_over_the_layer_inputs(repaired):
 def test_every_other_tensor_is_bit_identical(repaired):
     model, out, _, result, _ = repaired
     original, copy = tensors(model), tensors(out)
-    assert set(copy) == set(original) | {files.MARKER_KEY}
+    assert set(copy) == set(original) | {MARKER_KEY}
     stats = {"%s/%s" % (layer.name, short) for layer in result.repaired
              for short in ("moving_mean", "moving_variance")}
     assert len(stats) == 4
@@ -126,7 +128,7 @@ def test_every_other_tensor_is_bit_identical(repaired):
             assert not np.array_equal(copy[key], value)
         else:
             assert copy[key].dtype == value.dtype and copy[key].tobytes() == value.tobytes(), key
-    marker = json.loads(np.asarray(copy[files.MARKER_KEY]).item())
+    marker = json.loads(np.asarray(copy[MARKER_KEY]).item())
     assert marker["layers"] == ["block0/BatchNorm", "block1/BatchNorm"]
     assert marker["batches"] == 3 and marker["variance"] == "population"
 
@@ -159,7 +161,7 @@ def test_doctor_still_judges_the_layers_a_repair_left_out(model, tmp_path):
     findings = {(f.layer, f.code) for f in diagnose_checkpoint(out).findings}
     assert findings == {("block0/BatchNorm", "NEVER_UPDATED")}
     copy = tensors(out)
-    marker = json.loads(np.asarray(copy[files.MARKER_KEY]).item())
+    marker = json.loads(np.asarray(copy[MARKER_KEY]).item())
     assert marker["keys"] == ["block1/BatchNorm/moving_mean", "block1/BatchNorm/moving_variance"]
 
 
@@ -204,7 +206,7 @@ def test_a_failed_write_leaves_nothing(repaired, monkeypatch, tmp_path):
     def broken(*args):
         raise ProbeConfigError("simulated failure while checking the copy")
 
-    monkeypatch.setattr(files, "_verify", broken)
+    monkeypatch.setattr(writer, "_verify", broken)
     with pytest.raises(ProbeConfigError, match="simulated failure"):
         recalibrate_checkpoint(model, str(tmp_path / "d.npy"), str(tmp_path / "out"))
     assert sorted(os.listdir(str(tmp_path))) == ["d.npy"]
@@ -215,7 +217,7 @@ def test_output_shapes_hints_are_dropped_when_refused(tmp_path, monkeypatch):
     without those hints (they are hints only: TF infers shapes itself)."""
     model = build_and_save(tmp_path)
     calls = []
-    real = files._import
+    real = meta._import
 
     def picky(tf1, meta):
         shapes = sum("_output_shapes" in node.attr for node in meta.graph_def.node)
@@ -225,9 +227,9 @@ def test_output_shapes_hints_are_dropped_when_refused(tmp_path, monkeypatch):
                              "with the GraphDef for output #0")
         return real(tf1, meta)
 
-    monkeypatch.setattr(files, "_import", picky)
+    monkeypatch.setattr(meta, "_import", picky)
     with backend.quiet() as tf1:
-        graph, saver = files.import_graph(tf1, model)
+        graph, saver = meta.import_graph(tf1, model)
     assert calls[0] > 0 and calls[1] == 0
     assert graph.get_tensor_by_name("x:0") is not None and saver is not None
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bn_decay_probe import backend, diagnose_checkpoint
-from bn_decay_probe.repair import checkpoint as files
+from bn_decay_probe.checkpoints import meta
 from bn_decay_probe.repair import recalibrate_checkpoint
 from checkpoint_files import assert_only_statistics_differ, digest, tensors
 from real_models import SPECS
@@ -74,7 +74,7 @@ def test_tf115_runs_the_copy_in_inference_mode(repaired):
     outputs = {}
     with backend.quiet() as tf1:
         for name in ("theirs", "mine"):
-            graph, saver = files.import_graph(tf1, str(directory / name))
+            graph, saver = meta.import_graph(tf1, str(directory / name))
             with tf1.Session(graph=graph) as session:
                 saver.restore(session, str(directory / name))
                 output = graph.get_tensor_by_name(mine.gaps[0].output)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from bn_decay_probe import backend, diagnose_checkpoint
-from bn_decay_probe.repair import checkpoint as files
+from bn_decay_probe.checkpoints import meta
 from bn_decay_probe.repair import recalibrate_checkpoint
 from checkpoint_files import assert_only_statistics_differ, digest, tensors
 import real_models
@@ -68,7 +68,7 @@ def layer_inputs(model, graph, layer):
 def meta_session(tf1, prefix):
     """The .meta's graph (imported as the repair does, so that TF 2.x reads TF 1.15 files too)
     and a session restored from ``prefix``."""
-    graph, saver = files.import_graph(tf1, prefix)
+    graph, saver = meta.import_graph(tf1, prefix)
     session = tf1.Session(graph=graph)
     with graph.as_default():  # TF 2.x restores eagerly outside a graph
         saver.restore(session, prefix)

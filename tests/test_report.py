@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from bn_decay_probe import probe
-from bn_decay_probe.report import json_document, render_html, render_text, to_json
+from bn_decay_probe.report import json_document, render_html, render_text
+from bn_decay_probe.values import to_json
 from conftest import Reference, channel_inputs, tf_version
 
 SHAPE = (2, 3, 5, 3)

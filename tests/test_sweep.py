@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from bn_decay_probe import ProbeConfigError, SweepResult, probe, sweep
-from bn_decay_probe.config import ProbeConfig
-from bn_decay_probe.sweep import sweepable
+from bn_decay_probe.probe.config import ProbeConfig
+from bn_decay_probe.probe.engines import choose
+from bn_decay_probe.probe.engines.tf_graph import TFGraphEngine
 from conftest import DECAYS, EPSILON, FUSED, SHAPES, Reference, channel_inputs
 
 
@@ -140,7 +141,8 @@ def test_other_arguments_are_probes_own_checks():
 
 
 def test_bad_input_fails_before_tensorflow_and_the_modules_do_not_import_it():
-    code = ("import sys, bn_decay_probe.sweep, bn_decay_probe.plot, bn_decay_probe.progress\n"
+    code = ("import sys, bn_decay_probe.probe.api, bn_decay_probe.report.plot\n"
+            "import bn_decay_probe.progress\n"
             "from bn_decay_probe import sweep, ProbeConfigError\n"
             "try:\n    sweep([2.0])\nexcept ProbeConfigError as exc:\n    print(exc)\n"
             "print(sorted(m for m in ('tensorflow', 'matplotlib', 'tqdm') if m in sys.modules))")
@@ -154,7 +156,7 @@ def test_bad_input_fails_before_tensorflow_and_the_modules_do_not_import_it():
     {"updates": "update_ops"}, {"data_format": "NCHW"}, {"zero_debias": True},
     {"share_variables": False}, {"batches": np.ones((2, 1, 2, 2, 1))}])
 def test_sweep_runs_every_graph_api_and_setting(options):
-    assert sweepable(ProbeConfig.create(**options))
+    assert isinstance(choose(ProbeConfig.create(**options)), TFGraphEngine)
 
 
 def test_sweep_does_not_change_decay_values():

@@ -1,14 +1,19 @@
-"""sweep_runner.converge: steps to converge for many decays in one graph, every column stopping
-as soon as its answer is decided; against the brute-force closed form, the per-decay
-runner.converge, and the sweep's own measured gaps; and the semantics matrix built on it
-against the per-decay machinery."""
+"""The sweep engine's converge: steps to converge for many decays in one graph, every column
+stopping as soon as its answer is decided; against the brute-force closed form, the per-decay
+session engine's converge, and the sweep's own measured gaps; and the semantics matrix built on
+it against the per-decay machinery."""
 import dataclasses
 
 import numpy as np
 import pytest
 
-from bn_decay_probe import matrix, runner, sweep, sweep_runner
-from bn_decay_probe.config import ProbeConfig
+from bn_decay_probe import sweep
+from bn_decay_probe.probe import matrix
+from bn_decay_probe.probe.engines import session as runner
+from bn_decay_probe.probe.engines import sweep as sweep_runner
+from bn_decay_probe.probe.engines.base import Engine
+from bn_decay_probe.probe.engines.tf_graph import TFGraphEngine
+from bn_decay_probe.probe.config import ProbeConfig
 from conftest import channel_inputs, first_step_within
 
 X = channel_inputs((4, 8, 8, 3))  # n = 256: the fused n/(n-1) gap stays below TOL
@@ -124,7 +129,7 @@ def test_a_matrix_row_equals_the_per_decay_machinery(row, monkeypatch):
     decay (the path for layers the sweep does not run)."""
     arguments = (row + ((0.5, 0.9), TOL, (4, 8, 8, 3), 0, "cpu"))
     swept = matrix.measure_row(*arguments)
-    monkeypatch.setattr(matrix, "sweepable", lambda config: False)
+    monkeypatch.setattr(TFGraphEngine, "matrix_rows", Engine.matrix_rows)
     alone = matrix.measure_row(*arguments)
     if alone.measured is None:
         assert swept == alone

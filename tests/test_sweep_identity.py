@@ -4,7 +4,8 @@ per-channel vectors (docs/sweeps.md). Over decays x fused x steps x C, every API
 chunks, and exact=True."""
 import pytest
 
-from bn_decay_probe import probe, sweep, sweep_graph
+from bn_decay_probe import probe, sweep
+from bn_decay_probe.probe import sweep_graph
 from bn_decay_probe.testing import assert_sweep_matches_probe, deviation
 from conftest import DECAYS, EPSILON, FUSED, backend_name, channel_inputs
 
@@ -105,7 +106,7 @@ def test_chunks_each_match_probe_and_keep_the_order(monkeypatch, measured):
 
 
 def test_an_input_beyond_a_chunk_runs_one_decay_at_a_time_and_exactly(monkeypatch, measured):
-    """The large-input path: one copy per chunk, the gap taken by runner._gap as probe()
+    """The large-input path: one copy per chunk, the gap taken by measure.gap as probe()
     takes it, every number bit-identical."""
     shape = (2, 3, 5, 3)
     monkeypatch.setattr(sweep_graph, "MAX_TILED_VALUES", 50)
@@ -117,7 +118,7 @@ def test_an_input_beyond_a_chunk_runs_one_decay_at_a_time_and_exactly(monkeypatc
 @pytest.mark.parametrize("copies, decays, expected", [
     (1000, 7, 7), (2, 5, 2), (3, 7, 3), (4, 7, 4), (2, 1, 1), (1, 9, 1)])
 def test_chunks_are_spread_evenly(monkeypatch, copies, decays, expected):
-    from bn_decay_probe.config import ProbeConfig
+    from bn_decay_probe.probe.config import ProbeConfig
 
     monkeypatch.setattr(sweep_graph, "MAX_TILED_VALUES", copies * 16)
     assert sweep_graph.copies_per_chunk(ProbeConfig.create(), decays) == expected

@@ -12,7 +12,7 @@ import termios
 import numpy as np
 import pytest
 
-from bn_decay_probe import report
+from bn_decay_probe import text as report
 from conftest import flat
 from test_cli import SCRIPT, SEED_INPUT, run
 
@@ -97,14 +97,14 @@ def test_tables_fold_repeating_their_key_and_pairs_stay_together():
 
 def test_lines_wrap_at_spaces_and_vectors_continue_under_their_bracket():
     vector = "input:      [" + ", ".join(str(1000 + i) for i in range(30)) + "]"
-    lines = report._wrap(vector, 50)
+    lines = report.wrap_line(vector, 50)
     assert all(len(line) <= 50 for line in lines) and len(lines) > 1
     assert all(line.startswith(" " * len("input:      [")) for line in lines[1:])
     assert " ".join(lines).split() == vector.split()  # no value cut or lost
     header = "decay 0.9 | fused yes (TF default) | steps 60 | epsilon 0.001 | input [1, 4, 4, 1]"
-    assert report._wrap(header, 50) == ["decay 0.9 | fused yes (TF default) | steps 60 |",
+    assert report.wrap_line(header, 50) == ["decay 0.9 | fused yes (TF default) | steps 60 |",
                                         "  epsilon 0.001 | input [1, 4, 4, 1]"]
-    assert report._wrap(vector, 0) == [vector]  # width 0: no limit
+    assert report.wrap_line(vector, 0) == [vector]  # width 0: no limit
 
 
 def test_the_width_is_the_terminals_or_100(monkeypatch):

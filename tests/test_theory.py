@@ -4,7 +4,7 @@ import warnings
 import numpy as np
 import pytest
 
-from bn_decay_probe import theory
+from bn_decay_probe.probe import theory
 
 # Two channels over N*H*W = 4: channel 0 is 1, 2, 3, 4; channel 1 is 10, 10, 10, 30.
 X = np.array([[[[1, 10], [2, 10]], [[3, 10], [4, 30]]]], dtype=np.float32)

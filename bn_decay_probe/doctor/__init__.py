@@ -6,12 +6,11 @@ checks how a live graph (or a Keras model) wires its moving-average update ops, 
 session also the values. Both return a :class:`Diagnosis`; :func:`render_diagnosis` writes it
 for a terminal. Importing this package does not import TensorFlow.
 
-Modules, one job each: ``checkpoint_reader`` (files, statistics, object-graph names),
-``step_counter`` (which variable counts the steps), ``graph_reader`` (batch-norm layers of a
-graph, their variables, update ops, decay, training switch, train step; shared with the repair),
-``function_view`` (control flow v2 branches), ``keras_support`` (Keras models and train
-functions), ``findings`` (the codes' rules), ``diagnose`` (the entry points), ``diagnosis``
-(result types), ``render`` (grouped text).
+Modules, one job each: ``graph_reader`` (batch-norm layers of a graph, their variables, update
+ops, decay, training switch, train step), ``keras_support`` (Keras models and train functions),
+``findings`` (the codes' rules), ``diagnose`` (the entry points), ``diagnosis`` (result types),
+``render`` (grouped text). Files, step counters and graph walks are read by
+:mod:`bn_decay_probe.checkpoints`, which the repair shares.
 
 Finding codes (stable), at most one of the first five per layer, in this precedence:
 

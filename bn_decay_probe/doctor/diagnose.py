@@ -10,14 +10,18 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from ..config import check_decay
-from ..errors import ProbeConfigError
-from . import checkpoint_reader, graph_reader, keras_support
+from ..checkpoints import meta, paths
+from ..checkpoints.graphwalk import ancestors
+from ..checkpoints.reader import read_checkpoint
+from ..checkpoints.step_counter import choose_step_count, is_step_counter_name
+from ..errors import CheckpointError, ProbeConfigError, first_line
+from ..names import MOVING
+from ..probe.config import check_decay
+from . import graph_reader, keras_support
 from .diagnosis import (DECAY_FROM_GRAPH, DECAY_GIVEN, DECAY_UNKNOWN, Diagnosis, LayerSummary,
                         Statistic, StepCount, ordered_findings)
 from .findings import (DEFAULT_THRESHOLD, NOT_RUN, RUN, LayerFacts,
                        can_check_convergence, value_findings, wiring_findings)
-from .step_counter import choose_step_count, is_step_counter_name
 
 
 def check_threshold(threshold: Any) -> float:
@@ -58,21 +62,21 @@ def diagnose_checkpoint(path: Any, decay: Any = None, threshold: Any = DEFAULT_T
     gives the layers' network order and tells which API built them and how they were trained.
     """
     decay, threshold, steps = _check_options(decay, threshold, steps)
-    prefix = checkpoint_reader.existing_prefix(path)
+    prefix = paths.existing_prefix(path)
     from .. import backend
 
     with backend.quiet() as tf1:
         if os.path.isdir(prefix):
-            prefix = checkpoint_reader.latest_checkpoint(tf1, prefix)
-        contents = checkpoint_reader.read_checkpoint(tf1, prefix)
-        graph, graph_note = _meta_graph(tf1, prefix + ".meta")
+            prefix = paths.latest_checkpoint(tf1, prefix)
+        contents = read_checkpoint(tf1, prefix)
+        graph, graph_note = _meta_graph(tf1, prefix)
         in_graph: Dict[str, graph_reader.BatchNormLayer] = {}
         run: Optional[Set[Any]] = None
         if graph is not None:
             in_graph = {layer.name: layer for layer in graph_reader.find_batch_norm_layers(
                 tf1, graph)}
             roots = graph_reader.train_roots(tf1, graph)
-            run = graph_reader.ancestors(roots) if roots else None
+            run = ancestors(roots) if roots else None
     notes = [graph_note] if graph_note else []
     if graph is not None and run is None:
         notes.append("the .meta graph has no train step (no op applies gradients): whether the "
@@ -100,20 +104,17 @@ def diagnose_checkpoint(path: Any, decay: Any = None, threshold: Any = DEFAULT_T
                       prefix + ".meta" if graph is not None else None)
 
 
-def _meta_graph(tf1: Any, meta: str) -> Tuple[Any, Optional[str]]:
+def _meta_graph(tf1: Any, prefix: str) -> Tuple[Any, Optional[str]]:
     """The graph of the .meta file beside the checkpoint, imported into a graph of its own;
     (None, why) when there is none or it cannot be imported."""
-    if not os.path.isfile(meta):
+    if not os.path.isfile(prefix + ".meta"):
         return None, ("no .meta graph beside the checkpoint: decay, layer order and training "
                       "mode not read from a graph")
-    graph = tf1.Graph()
     try:
-        with graph.as_default():
-            tf1.train.import_meta_graph(meta, clear_devices=True)
-    except Exception as exc:  # any failure of TF's importer only costs the graph's facts
-        return None, ("the .meta graph could not be imported (%s: %s): decay, layer order and "
-                      "training mode not read from it" % (type(exc).__name__,
-                                                         checkpoint_reader.first_line(exc)))
+        graph, _ = meta.import_graph(tf1, prefix)
+    except CheckpointError as exc:  # it only costs the graph's facts
+        return None, ("the graph could not be read: %s; decay, layer order and training mode "
+                      "not read from it" % exc)
     return graph, None
 
 
@@ -184,13 +185,13 @@ def diagnose_graph(graph: Any, train_op: Any = None, session: Any = None, decay:
         layers = graph_reader.find_batch_norm_layers(tf1, graph)
         graph_reader.require_layers(layers)
         collected_ops = graph_reader.collected_update_ops(tf1, graph)
-        collected = graph_reader.ancestors(collected_ops)
+        collected = ancestors(collected_ops)
         notes = []
         if train_op is not None:
-            run = graph_reader.ancestors(graph_reader.as_ops(tf1, train_op))
+            run = ancestors(graph_reader.as_ops(tf1, train_op))
         else:
             roots = graph_reader.train_roots(tf1, graph)
-            run = graph_reader.ancestors(roots) if roots else collected
+            run = ancestors(roots) if roots else collected
             notes.append("no train_op given: taken as the train step: %s" % (
                 ", ".join(op.name for op in roots) if roots else
                 "the ops in UPDATE_OPS (the graph has no op that applies gradients)"))
@@ -242,14 +243,14 @@ def _read_values(tf1: Any, graph: Any, session: Any, layers: Sequence[Any],
     counters = [v for v in graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)
                 if is_step_counter_name(v.op.name) and v.dtype.base_dtype.is_integer
                 and v.shape.ndims == 0]
-    fetches = {"layers": [[layer.variables[name] for name in checkpoint_reader.MOVING]
+    fetches = {"layers": [[layer.variables[name] for name in MOVING]
                           for layer in layers], "counters": counters}
     try:
         values = session.run(fetches)
     except tf1.errors.OpError as exc:
         raise ProbeConfigError("session could not read the moving statistics (%s); initialize "
                                "or restore the variables first"
-                               % checkpoint_reader.first_line(exc.message)) from None
+                               % first_line(exc)) from None
     for fact, (mean, variance) in zip(facts, values["layers"]):
         fact.mean = np.asarray(mean, np.float64).reshape(-1)
         fact.variance = np.asarray(variance, np.float64).reshape(-1)
@@ -315,4 +316,3 @@ def _not_checked(unchecked: Sequence[LayerFacts], steps: StepCount, source: str,
 def natural_key(name: str) -> Tuple:
     """Sorts "block_2" before "block_10"."""
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
-

@@ -7,7 +7,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..jsonable import json_number
+from ..checkpoints.step_counter import StepCount
+from ..values import json_number
 
 NEVER_UPDATED = "NEVER_UPDATED"
 TRAINED_IN_INFERENCE_MODE = "TRAINED_IN_INFERENCE_MODE"
@@ -116,26 +117,6 @@ class LayerSummary:
                 "update_ops": list(self.update_ops),
                 "moving_mean": None if self.mean is None else self.mean.to_dict(),
                 "moving_variance": None if self.variance is None else self.variance.to_dict()}
-
-
-@dataclass(frozen=True)
-class StepCount:
-    """The number of train steps the convergence check assumes, and where it came from."""
-
-    value: Optional[int]
-    source: Optional[str]  # a variable's name, "given" (--steps), or None when not found
-    candidates: Tuple[Tuple[str, int], ...] = ()  # every step counter found, (name, value)
-
-    def text(self) -> str:
-        if self.value is None:
-            return "steps unknown"
-        if self.source == "given":
-            return "steps %d (given)" % self.value
-        return "steps %d (from %s)" % (self.value, self.source)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {"value": self.value, "source": self.source,
-                "candidates": [list(c) for c in self.candidates]}
 
 
 @dataclass(frozen=True)

@@ -3,23 +3,24 @@ statistics' variables and update ops, the decay those ops use, the switch betwee
 inference, and the ops a train step runs.
 
 Works on graphs from contrib / tf-slim ``batch_norm``, ``tf.layers.batch_normalization`` and
-tf.keras ``BatchNormalization`` (TF1 graph mode), in control flow v1 (TF 1.15: Switch / Merge) and
-v2 (TF 2.x: If ops whose branches are functions, see function_view). Nothing here adds an op to
-the graph. The functions take ``tf1`` (``tf.compat.v1``, from ``backend.quiet()``) where they need
-TensorFlow's classes.
+tf.keras ``BatchNormalization`` (TF1 graph mode), in control flow v1 (TF 1.15: Switch / Merge)
+and v2 (TF 2.x: If ops whose branches are functions, see checkpoints.branches). Nothing here adds
+an op to the graph. The functions take ``tf1`` (``tf.compat.v1``, from ``backend.quiet()``) where
+they need TensorFlow's classes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 
+from ..checkpoints.branches import BRANCHES, IF_OPS, branch_graph
+from ..checkpoints.graphwalk import ancestors
 from ..errors import ProbeConfigError
-from .checkpoint_reader import MOVING, moving_name
-from .function_view import BRANCHES, IF_OPS, branch_graph
+from ..names import MOVING, moving_name
 
 __all__ = ["BatchNormLayer", "TrainingSwitch", "UpdateSite", "find_batch_norm_layers",
            "require_layers", "update_sites", "layer_decay", "collected_update_ops", "as_ops",
-           "ancestors", "train_roots", "TRAINING", "INFERENCE", "SWITCHED",
+           "train_roots", "TRAINING", "INFERENCE", "SWITCHED",
            "KERAS_LEARNING_PHASE"]
 
 _UPDATE_OPS = frozenset({"AssignSub", "AssignSubVariableOp"})
@@ -313,21 +314,6 @@ def as_ops(tf1: Any, fetches: Any) -> List[Any]:
         return [op for item in fetches for op in as_ops(tf1, item)]
     raise ProbeConfigError("train_op must be a tf.Operation, tf.Tensor, tf.Variable, a Keras "
                            "train function or a list of them, got %r" % (fetches,))
-
-
-def ancestors(roots: Iterable[Any], control: bool = True) -> Set[Any]:
-    """Every op that running ``roots`` runs: inputs and (with ``control``) control inputs,
-    transitively."""
-    seen: Set[Any] = set()
-    stack = list(roots)
-    while stack:
-        op = stack.pop()
-        if op not in seen:
-            seen.add(op)
-            stack.extend(t.op for t in op.inputs)
-            if control:
-                stack.extend(op.control_inputs)
-    return seen
 
 
 def train_roots(tf1: Any, graph: Any) -> List[Any]:

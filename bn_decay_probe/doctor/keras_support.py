@@ -80,4 +80,3 @@ def _keras_session(model: Any, graph: Any) -> Any:
         return None
     with graph.as_default():
         return get_session()
-

@@ -1,49 +1,53 @@
 """A diagnosis as text for a terminal: the verdict and what was not checked first, then one
 block per group of identical findings (one explanation and fix, the count, the layers compactly),
-then notes; ``verbose`` adds the per-layer table. Every line fits ``WIDTH`` columns."""
+then notes; ``verbose`` adds the per-layer table. Lines fit the width (text.output_width)."""
 from __future__ import annotations
 
+import functools
 import os
-import textwrap
 from collections import Counter, OrderedDict
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..text import resolve_width, wrap
 from .diagnosis import CODES, DECAY_FROM_GRAPH, DECAY_GIVEN, Diagnosis, Finding, LayerSummary
 
-WIDTH = 100
 _LIST_LINES = 3  # layer-list lines per group before "... and N more"
 
 
-def render_diagnosis(diagnosis: Diagnosis, verbose: bool = False) -> str:
-    """The diagnosis as text of at most WIDTH columns."""
-    d = diagnosis
-    lines = _wrap(verdict(d), "", "  ")
+def render_diagnosis(diagnosis: Diagnosis, verbose: bool = False,
+                     width: Optional[int] = None) -> str:
+    """The diagnosis as text in lines of at most ``width`` columns (None: the terminal's width,
+    100 when not a terminal)."""
+    d, width = diagnosis, resolve_width(width)
+    _wrap = functools.partial(wrap, width=width)
+    lines = _wrap(verdict(d), first="", rest="  ")
     for reason in d.not_checked:
-        lines += _wrap(reason, "not checked: ", "  ")
-    lines += _join_wrapped(_context(d), " | ")
+        lines += _wrap(reason, first="not checked: ", rest="  ")
+    lines += _join_wrapped(_context(d), " | ", width)
     for (code, severity, explanation, fix), group in group_findings(d.findings).items():
         lines.append("")
         names = [f.layer for f in group]
-        lines += _wrap(compact_layers(names, [s.name for s in d.layers]),
-                       "%s (%s), %d layer(s): " % (code, severity, len(group)), "  ")
-        lines += _wrap(explanation, "  ", "  ")
+        lines += _wrap(compact_layers(names, [s.name for s in d.layers], width),
+                       first="%s (%s), %d layer(s): " % (code, severity, len(group)), rest="  ")
+        lines += _wrap(explanation, first="  ", rest="  ")
         details = [f for f in group if f.detail]
         if details and not verbose:
             lines += _wrap("%s: %s%s" % (details[0].layer, details[0].detail,
                                          " (and %d more: --verbose)" % (len(details) - 1)
-                                         if len(details) > 1 else ""), "  e.g. ", "    ")
-        lines += _wrap(fix, "  fix: ", "    ")
+                                         if len(details) > 1 else ""),
+                           first="  e.g. ", rest="    ")
+        lines += _wrap(fix, first="  fix: ", rest="    ")
     if verbose:
-        lines += [""] + layer_table(d)
+        lines += [""] + layer_table(d, width)
         details = [f for f in d.findings if f.detail]
         if details:
             lines.append("")
             for f in details:
-                lines += _wrap(f.detail, "%s %s: " % (f.layer, f.code), "    ")
+                lines += _wrap(f.detail, first="%s %s: " % (f.layer, f.code), rest="    ")
     if d.notes:
         lines.append("")
         for note in d.notes:
-            lines += _wrap(note, "note: ", "  ")
+            lines += _wrap(note, first="note: ", rest="  ")
     return "\n".join(lines)
 
 
@@ -66,16 +70,16 @@ def _context(d: Diagnosis) -> List[str]:
     return [where, d.steps.text(), _decay_text(d.layers), "threshold %g" % d.threshold]
 
 
-def _join_wrapped(parts: Sequence[str], separator: str) -> List[str]:
+def _join_wrapped(parts: Sequence[str], separator: str, width: int) -> List[str]:
     """The parts joined by ``separator``, a new line where the next part would not fit."""
     lines = [""]
     for part in parts:
         candidate = lines[-1] + (separator if lines[-1] else "") + part
-        if len(candidate) <= WIDTH or not lines[-1]:
+        if not width or len(candidate) <= width or not lines[-1]:
             lines[-1] = candidate
         else:
             lines.append(part)
-    return [line for chunk in lines for line in _wrap(chunk, "", "  ")]
+    return [line for chunk in lines for line in wrap(chunk, width, "", "  ")]
 
 
 def _decay_text(layers: Sequence[LayerSummary]) -> str:
@@ -103,13 +107,13 @@ def group_findings(findings: Sequence[Finding]
     return groups
 
 
-def compact_layers(names: Sequence[str], every: Sequence[str]) -> str:
+def compact_layers(names: Sequence[str], every: Sequence[str], width: int = 100) -> str:
     """"all 53" when ``names`` are all layers; else the names, their common scope prefix and
     suffix written once ("net/{a, b/c}/BatchNorm"), cut after a few lines."""
     if len(names) == len(every) and set(names) == set(every):
         return "all"
     prefix, suffix, middles = _factor(names)
-    limit = _LIST_LINES * WIDTH - 60
+    limit = _LIST_LINES * (width or 100) - 60
     shown: List[str] = []
     for middle in middles:
         if sum(len(m) + 2 for m in shown) + len(middle) > limit:
@@ -140,7 +144,7 @@ def _factor(names: Sequence[str]) -> Tuple[str, str, List[str]]:
     return prefix, suffix, middles
 
 
-def layer_table(d: Diagnosis) -> List[str]:
+def layer_table(d: Diagnosis, width: int = 100) -> List[str]:
     """One row per layer: name, checkpoint key (object checkpoints), channels, decay (g: graph,
     d: given), each moving statistic's range with its NaN / inf count, and the finding codes."""
     codes: Dict[str, List[str]] = {}
@@ -167,12 +171,13 @@ def layer_table(d: Diagnosis) -> List[str]:
              ", ".join(codes.get(s.name, [])) or "ok"]
             for s, middle, key in zip(d.layers, middles, keys)]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    spare = WIDTH - (sum(widths) + 2 * (len(widths) - 1))
-    if spare < 0:
+    spare = width - (sum(widths) + 2 * (len(widths) - 1))
+    if width and spare < 0:
         widths[0] = max(len(header[0]), widths[0] + spare)
         rows = [[_elide(r[0], widths[0])] + r[1:] for r in rows]
     for row in [header, *rows]:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()[:WIDTH])
+        line = "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+        lines.append(line[:width] if width else line)
     return lines
 
 
@@ -181,8 +186,3 @@ def _elide(text: str, width: int) -> str:
         return text
     keep = width - 2
     return text[:keep // 2] + ".." + text[len(text) - (keep - keep // 2):]
-
-
-def _wrap(text: str, first: str, rest: str) -> List[str]:
-    return textwrap.wrap(text, WIDTH, initial_indent=first, subsequent_indent=rest,
-                         break_on_hyphens=False, break_long_words=True) or [first.rstrip()]

@@ -10,9 +10,12 @@ from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import __version__, progress as progress_bar
+from .. import progress as progress_bar
+from .._version import __version__
+from ..checkpoints import meta, paths
+from ..checkpoints.graphwalk import Walker
 from ..errors import ProbeConfigError
-from . import checkpoint as files
+from . import writer
 from .data import DataFile, input_batches, open_data
 from .plan import AUTO, Plan, make_plan
 from .result import (REPAIRED, SKIPPED, LayerRepair, OutputGap, RepairResult,
@@ -51,8 +54,6 @@ def recalibrate(session: Any, batches: Iterable[Any], inputs: Any, training: Any
     if inputs is None:
         raise ProbeConfigError("inputs: give the input tensor(s) the batches feed")
     from .. import backend
-    from .graphwalk import Walker
-
     started = time.perf_counter()
     with backend.quiet() as tf1:
         walker = Walker()
@@ -85,8 +86,8 @@ def recalibrate_checkpoint(checkpoint: Any, batches: Any, out: Any, inputs: Any 
     ``bn_decay_probe/repair`` saying what was recalibrated. See :func:`recalibrate`.
     """
     _check_options(gap_batches)
-    prefix = files.input_prefix(checkpoint)
-    out = files.output_prefix(out, prefix, overwrite)
+    prefix = paths.input_prefix(checkpoint)
+    out = paths.output_prefix(out, prefix, overwrite)
     from .data import check_batch_size
 
     batch_size = check_batch_size(batch_size, "batch_size")
@@ -94,16 +95,14 @@ def recalibrate_checkpoint(checkpoint: Any, batches: Any, out: Any, inputs: Any 
     data = open_data(batches) if isinstance(batches, (str, os.PathLike)) else \
         batches if isinstance(batches, DataFile) else None
     from .. import backend
-    from .graphwalk import Walker
-
     started = time.perf_counter()
     with backend.quiet() as tf1:
-        graph, saver = files.import_graph(tf1, prefix)
-        if files.partitioned(graph):
+        graph, saver = meta.import_graph(tf1, prefix)
+        if meta.partitioned(graph):
             raise ProbeConfigError("checkpoint %s saves partitioned variables (slices), which "
                                    "the repair cannot copy key for key" % prefix)
         with tf1.Session(graph=graph) as session:
-            files.restore(tf1, session, saver, graph, prefix)
+            meta.restore(tf1, session, saver, graph, prefix)
             walker = Walker()
             plan = make_plan(tf1, graph, walker,
                              inputs=AUTO if inputs is None else inputs,
@@ -120,7 +119,7 @@ def recalibrate_checkpoint(checkpoint: Any, batches: Any, out: Any, inputs: Any 
                 total = None
             measured = _measure(tf1, session, walker, plan, stream, gap_batches, total,
                                 progress)
-        keys = files.variable_keys(graph)
+        keys = meta.variable_keys(graph)
         replacements = {}
         for layer in plan.active:
             mean, variance = measured.written[layer.name]
@@ -131,7 +130,7 @@ def recalibrate_checkpoint(checkpoint: Any, batches: Any, out: Any, inputs: Any 
         marker = {"bn_decay_probe": __version__, "layers": [l.name for l in plan.active],
                   "batches": measured.batches, "rows": measured.rows,
                   "variance": "population", "keys": sorted(replacements)}
-        files.write_copy(tf1, prefix, out, replacements, marker, overwrite)
+        writer.write_copy(tf1, prefix, out, replacements, marker, overwrite)
     return _result("checkpoint", prefix, out, plan, measured, notes,
                    time.perf_counter() - started)
 

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import ProbeConfigError
+from ..errors import DataError, ProbeConfigError
 
 DEFAULT_BATCH_SIZE = 32
 _FORMATS = "a .npy file (split into batches of --batch-size rows), a .npz file (one batch per " \
@@ -85,7 +85,7 @@ def check_batch_size(value: Any, name: str = "batch_size") -> Optional[int]:
 def open_data(spec: Any) -> DataFile:
     """Checks a data file (``FILE.npy``, ``FILE.npz`` or ``FILE.npz:NAME``) from its headers."""
     if not isinstance(spec, (str, os.PathLike)) or not os.fspath(spec):
-        raise ProbeConfigError("data must be a file path: %s, got %r" % (_FORMATS, spec))
+        raise DataError("data must be a file path: %s, got %r" % (_FORMATS, spec))
     spec = os.fspath(spec)
     path, name = spec, None
     if not os.path.exists(spec) and ":" in spec:
@@ -93,22 +93,22 @@ def open_data(spec: Any) -> DataFile:
         if not path.lower().endswith(".npz") or not name:
             path, name = spec, None
     if not os.path.isfile(path):
-        raise ProbeConfigError("data %s not found; give %s" % (path, _FORMATS))
+        raise DataError("data %s not found; give %s" % (path, _FORMATS))
     lower = path.lower()
     try:
         if lower.endswith(".npy"):
             if name is not None:
-                raise ProbeConfigError("data %s: only a .npz has named arrays" % spec)
+                raise DataError("data %s: only a .npz has named arrays" % spec)
             arrays = (_npy_info(path),)
         elif lower.endswith(".npz"):
             arrays = _npz_infos(path, name)
         else:
-            raise ProbeConfigError("data %s: unknown file type; give %s" % (path, _FORMATS))
+            raise DataError("data %s: unknown file type; give %s" % (path, _FORMATS))
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         if isinstance(exc, ProbeConfigError):
             raise
-        raise ProbeConfigError("data %s is not a readable numpy file (%s)"
-                               % (path, _reason(exc))) from None
+        raise DataError("data %s is not a readable numpy file (%s)"
+                        % (path, _reason(exc))) from None
     for info in arrays:
         _check_array(path, info)
     return DataFile(path, arrays, split_arrays=lower.endswith(".npy") or name is not None)
@@ -139,15 +139,15 @@ def _npz_infos(path: str, name: Optional[str]) -> Tuple[ArrayInfo, ...]:
         names = [n[:-4] for n in archive.namelist() if n.endswith(".npy")]
         if name is not None:
             if name not in names:
-                raise ProbeConfigError("data %s has no array %r; it holds %s"
-                                       % (path, name, ", ".join(names) or "no array"))
+                raise DataError("data %s has no array %r; it holds %s"
+                                % (path, name, ", ".join(names) or "no array"))
             names = [name]
         infos = []
         for member in names:
             with archive.open(member + ".npy") as handle:
                 infos.append(ArrayInfo(member, *_header(handle)))
     if not infos:
-        raise ProbeConfigError("data %s holds no array" % path)
+        raise DataError("data %s holds no array" % path)
     return tuple(infos)
 
 
@@ -155,13 +155,13 @@ def _check_array(path: str, info: ArrayInfo) -> None:
     where = "data %s%s" % (path, " array %r" % info.name if info.name else "")
     kind = np.dtype(info.dtype).kind if info.dtype != "structured" else "V"
     if kind not in "fiub":
-        raise ProbeConfigError("%s has dtype %s; give numbers (float, int or bool)"
-                               % (where, info.dtype))
+        raise DataError("%s has dtype %s; give numbers (float, int or bool)"
+                        % (where, info.dtype))
     if not info.shape:
-        raise ProbeConfigError("%s is a scalar; give an array whose first axis is the batch"
-                               % where)
+        raise DataError("%s is a scalar; give an array whose first axis is the batch"
+                        % where)
     if info.shape[0] == 0:
-        raise ProbeConfigError("%s has no rows (shape %s)" % (where, _shape_text(info.shape)))
+        raise DataError("%s has no rows (shape %s)" % (where, _shape_text(info.shape)))
 
 
 @contextlib.contextmanager
@@ -177,7 +177,7 @@ def _stream(path: str, info: ArrayInfo) -> Iterator[Any]:
                 _header(handle)
                 yield handle
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise ProbeConfigError("data %s cannot be read (%s)" % (path, _reason(exc))) from None
+        raise DataError("data %s cannot be read (%s)" % (path, _reason(exc))) from None
 
 
 def _read_rows(path: str, info: ArrayInfo, size: int) -> Iterator[np.ndarray]:
@@ -199,8 +199,8 @@ def _read_rows(path: str, info: ArrayInfo, size: int) -> Iterator[np.ndarray]:
             view = memoryview(batch.reshape(-1).view(np.uint8))
             got = handle.readinto(view)
             if got != view.nbytes:
-                raise ProbeConfigError("data %s ends early: rows %d to %d are missing"
-                                       % (path, start, rows))
+                raise DataError("data %s ends early: rows %d to %d are missing"
+                                % (path, start, rows))
             yield batch
 
 
@@ -211,7 +211,7 @@ def _row_bytes(info: ArrayInfo) -> int:
 def _read_exactly(path: str, handle: Any, size: int) -> bytes:
     data = handle.read(size)
     if len(data) != size:
-        raise ProbeConfigError("data %s ends early (%d of %d bytes)" % (path, len(data), size))
+        raise DataError("data %s ends early (%d of %d bytes)" % (path, len(data), size))
     return data
 
 
@@ -228,39 +228,39 @@ class InputSpec:
 
 def prepare_batch(batch: Any, index: int, spec: InputSpec) -> np.ndarray:
     """``batch`` as a C-contiguous array of the input's dtype, after checking that it fits the
-    input and holds only finite values; one-line ProbeConfigError otherwise."""
+    input and holds only finite values; one-line DataError otherwise."""
     where = "batch %d" % index
     try:
         array = np.asarray(batch)
     except Exception as exc:  # e.g. ragged lists
-        raise ProbeConfigError("%s is not an array (%s)" % (where, _reason(exc))) from None
+        raise DataError("%s is not an array (%s)" % (where, _reason(exc))) from None
     if array.dtype.kind not in "fiub":
-        raise ProbeConfigError("%s has dtype %s; the input %s takes %s numbers"
-                               % (where, array.dtype, spec.name, spec.dtype))
+        raise DataError("%s has dtype %s; the input %s takes %s numbers"
+                        % (where, array.dtype, spec.name, spec.dtype))
     shape = spec.shape
     if shape is not None and (array.ndim != len(shape) or any(
             d is not None and d != a for d, a in zip(shape, array.shape))):
-        raise ProbeConfigError("%s has shape %s; the input %s takes %s"
-                               % (where, _shape_text(array.shape), spec.name, _shape_text(shape)))
+        raise DataError("%s has shape %s; the input %s takes %s"
+                        % (where, _shape_text(array.shape), spec.name, _shape_text(shape)))
     if array.ndim == 0 or array.shape[0] == 0:
-        raise ProbeConfigError("%s has no rows (shape %s)" % (where, _shape_text(array.shape)))
+        raise DataError("%s has no rows (shape %s)" % (where, _shape_text(array.shape)))
     fed = np.ascontiguousarray(array, dtype=spec.dtype)
     if fed.dtype.kind == "f" and not np.isfinite(fed).all():
         bad = int(np.count_nonzero(~np.isfinite(fed)))
-        raise ProbeConfigError("%s holds %d NaN or infinite value(s) (of %d); batch statistics "
-                               "would be NaN: clean the data" % (where, bad, fed.size))
+        raise DataError("%s holds %d NaN or infinite value(s) (of %d); batch statistics "
+                        "would be NaN: clean the data" % (where, bad, fed.size))
     return fed
 
 
 def input_batches(batches: Iterable[Any], count: int) -> Iterator[Tuple[Any, ...]]:
     """Each item of ``batches`` as a tuple of ``count`` arrays (one per input tensor)."""
     if isinstance(batches, (np.ndarray, str, bytes)) or not hasattr(batches, "__iter__"):
-        raise ProbeConfigError("batches must be an iterable of arrays (a list, a generator, a "
-                               "tf.data numpy iterator), got %s" % type(batches).__name__)
+        raise DataError("batches must be an iterable of arrays (a list, a generator, a "
+                        "tf.data numpy iterator), got %s" % type(batches).__name__)
     for index, item in enumerate(batches):
         if count == 1:
             if isinstance(item, (tuple, list)) and len(item) != 1 and _arrays(item):
-                raise ProbeConfigError(
+                raise DataError(
                     "batch %d is a tuple of %d arrays, the graph has one input; give the input "
                     "arrays alone, e.g. (x for x, _ in dataset.as_numpy_iterator())"
                     % (index, len(item)))
@@ -268,8 +268,8 @@ def input_batches(batches: Iterable[Any], count: int) -> Iterator[Tuple[Any, ...
                    and _arrays(item) else item,)
         else:
             if not isinstance(item, (tuple, list)) or len(item) != count:
-                raise ProbeConfigError("batch %d must be a tuple of %d arrays, one per input, "
-                                       "got %s" % (index, count, type(item).__name__))
+                raise DataError("batch %d must be a tuple of %d arrays, one per input, "
+                                "got %s" % (index, count, type(item).__name__))
             yield tuple(item)
 
 

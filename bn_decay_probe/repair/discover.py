@@ -18,10 +18,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from ..checkpoints.branches import IF_OPS
+from ..checkpoints.graphwalk import (STATE_OPS, VARIABLE_OPS, Condition, Edge, Node, Walker,
+                                     ancestors, descendants)
 from ..errors import ProbeConfigError
-from .graphwalk import IF_OPS, STATE_OPS, VARIABLE_OPS, Condition, Edge, Node, Walker
+from ..names import MOVING, moving_name
 
-MOVING = ("moving_mean", "moving_variance")
 FUSED_OPS = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
 _STOP_OPS = VARIABLE_OPS | {"Const", "Placeholder", "PlaceholderWithDefault", "VarIsInitializedOp"}
 # Name components of the ops tf.gradients and the optimizers build.
@@ -51,12 +53,6 @@ class Layer:
     channels: int
     statistics: List[Statistic] = field(default_factory=list)
     skipped: Optional[str] = None  # why the layer cannot be recalibrated from this graph
-
-
-def moving_name(name: str) -> Optional[Tuple[str, str]]:
-    """("layer/prefix", "moving_mean") for a moving statistic's variable name, else None."""
-    layer, _, short = name.rpartition("/")
-    return (layer, short) if layer and short in MOVING else None
 
 
 def find_layers(tf1: Any, graph: Any, walker: Walker) -> List[Layer]:
@@ -279,7 +275,7 @@ def statistic_tensors(layers: Sequence[Layer]) -> List[Any]:
 
 def input_candidates(walker: Walker, layers: Sequence[Layer]) -> List[Any]:
     """Float placeholders the batch statistics depend on."""
-    ops = walker.ancestors([t.op for t in statistic_tensors(layers)], control=False)
+    ops = ancestors([t.op for t in statistic_tensors(layers)], control=False)
     return sorted((op.outputs[0] for op in ops if op.type == "Placeholder"
                    and _tensor_dtype(op.outputs[0]) in _FLOAT), key=lambda t: t.name)
 
@@ -288,7 +284,7 @@ def switch_candidates(walker: Walker, layers: Sequence[Layer]) -> List[Any]:
     """Boolean placeholders (with or without a default) the conds of the layers depend on."""
     predicates = [c.predicate for layer in layers for s in layer.statistics
                   for c in s.conditions if c.predicate is not None]
-    ops = walker.ancestors([p.op for p in predicates], control=False)
+    ops = ancestors([p.op for p in predicates], control=False)
     return sorted((op.outputs[0] for op in ops
                    if op.type in ("Placeholder", "PlaceholderWithDefault")
                    and _tensor_dtype(op.outputs[0]) == "bool"), key=lambda t: t.name)
@@ -338,7 +334,7 @@ def find_outputs(tf1: Any, walker: Walker, graph: Any, inputs: Sequence[Any],
         if op.type == "ReadVariableOp":
             for source in op.control_inputs:
                 control.setdefault(source, []).append(op)
-    excluded = _descendants(others) | _descendants(list(state) + read_after, control) | {
+    excluded = descendants(others) | descendants(list(state) + read_after, control) | {
         op for op in operations if _GRADIENTS.search(op.name)}
     forward: Set[Any] = set()
     depth: Dict[Any, int] = {}
@@ -387,25 +383,9 @@ def _variable_outputs(walker: Walker, if_op: Any) -> List[int]:
     return found
 
 
-def _descendants(roots: Iterable[Any], control: Optional[Dict[Any, List[Any]]] = None
-                 ) -> Set[Any]:
-    """``roots`` and every op that consumes their outputs, transitively; with ``control`` (op ->
-    the ops it is a control input of) also through control dependencies."""
-    seen: Set[Any] = set()
-    stack = list(roots)
-    while stack:
-        op = stack.pop()
-        if op not in seen:
-            seen.add(op)
-            stack.extend(c for t in op.outputs for c in t.consumers())
-            if control:
-                stack.extend(control.get(op, ()))
-    return seen
-
-
 def _topological_from(roots: Sequence[Any]) -> List[Any]:
     """The ops reachable from ``roots`` by data edges, each after all of its reachable inputs."""
-    reachable = _descendants(roots)
+    reachable = descendants(roots)
     pending = {op: sum(1 for t in op.inputs if t.op in reachable) for op in reachable}
     ready = deque(op for op, count in pending.items() if count == 0)
     order = []
@@ -420,12 +400,13 @@ def _topological_from(roots: Sequence[Any]) -> List[Any]:
     return order
 
 
-def mutated_variables(walker: Walker, fetches: Sequence[Any], variables: Sequence[Any]) -> List[Any]:
+def mutated_variables(walker: Walker, fetches: Sequence[Any],
+                      variables: Sequence[Any]) -> List[Any]:
     """The variables among ``variables`` that running ``fetches`` may change (in-place update
     ops, counters): they are read before the runs and written back after."""
     by_op = {v.op: v for v in variables}
     targets: Set[Any] = set()
-    for op in walker.ancestors([getattr(f, "op", f) for f in fetches]):
+    for op in ancestors([getattr(f, "op", f) for f in fetches]):
         if op.type in STATE_OPS:
             targets.add(walker.leave(Edge(Node(op.inputs[0].op), op.inputs[0].value_index)))
         elif op.type in IF_OPS:

@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence
 
+from ..checkpoints.graphwalk import Walker, ancestors
 from ..errors import ProbeConfigError
 from . import discover
-from .graphwalk import Walker
-
 
 
 class _Auto:
@@ -100,7 +99,7 @@ def _inputs(graph: Any, walker: Walker, active: Sequence[discover.Layer], given:
             if tensor.dtype.base_dtype.name not in ("float16", "bfloat16", "float32", "float64"):
                 raise ProbeConfigError("%s %s has dtype %s; the input must be a float tensor"
                                        % (flag, tensor.name, tensor.dtype.base_dtype.name))
-        feeding = walker.ancestors([t.op for t in discover.statistic_tensors(active)],
+        feeding = ancestors([t.op for t in discover.statistic_tensors(active)],
                                    control=False)
         for tensor in tensors:
             if tensor.op not in feeding:

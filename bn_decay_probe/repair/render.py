@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from ..report import fit_lines, fold_table, output_width
+from ..text import fit_lines, fold_table, output_width
 from .result import RepairResult
 
 

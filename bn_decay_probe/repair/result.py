@@ -9,8 +9,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from ..frozen import frozen_array
-from ..jsonable import json_number, to_json_values
+from ..values import frozen_array, json_number, to_json_values
 
 REPAIRED, SKIPPED = "repaired", "skipped"
 # Which variance is written: the population variance of every value seen (divide by the count),

@@ -22,10 +22,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from ..errors import ProbeConfigError
+from ..checkpoints.graphwalk import Condition, Walker
+from ..errors import ProbeConfigError, first_line
 from .data import InputSpec, prepare_batch
 from .discover import Layer, Statistic, mutated_variables
-from .graphwalk import Condition, Walker
 from .plan import Plan
 from .pooled import PooledMoments, unbessel
 
@@ -201,13 +201,7 @@ def _run(tf1: Any, session: Any, fetches: Any, feed: Dict[Any, Any], what: str) 
     try:
         return session.run(fetches, feed)
     except tf1.errors.OpError as exc:
-        raise ProbeConfigError("the graph could not %s: %s" % (what, _first_line(exc.message))
-                               ) from None
-
-
-def _first_line(message: Any) -> str:
-    lines = [line for line in str(message).strip().splitlines() if line.strip()]
-    return lines[0] if lines else "no reason given"
+        raise ProbeConfigError("the graph could not %s: %s" % (what, first_line(exc))) from None
 
 
 def _conditions(plan: Plan) -> List[Tuple[Condition, str]]:

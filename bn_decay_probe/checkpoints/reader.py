@@ -1,0 +1,119 @@
+"""Reading a TensorFlow checkpoint (tf.train.Saver's, or an object-based one): its moving
+statistics, its step counters, the repair's marker, and (object-based checkpoints) the variable
+names behind its keys."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from ..errors import CheckpointError, first_line
+from ..names import MOVING, moving_name
+from .step_counter import is_step_counter_name
+
+# Keys of object-based checkpoints (tf.train.Checkpoint, Keras save_weights) end in this.
+OBJECT_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+_OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
+# A string tensor a repaired copy holds in addition (JSON: the keys recalibrated, batches, rows),
+# so that the doctor can tell statistics recomputed from data from trained ones.
+MARKER_KEY = "bn_decay_probe/repair"
+
+
+@dataclass
+class CheckpointContents:
+    """What the doctor reads from a checkpoint."""
+
+    prefix: str
+    # layer key (the variables' common prefix in the checkpoint) -> (moving_mean, moving_variance)
+    statistics: Dict[str, Tuple[np.ndarray, np.ndarray]]
+    step_counters: Dict[str, int]  # plain variable name -> value
+    # object-based checkpoints: layer key ("layer_with_weights-3") -> the variables' own prefix
+    # ("bn_Conv1"), from the object graph the checkpoint stores
+    variable_prefixes: Dict[str, str] = field(default_factory=dict)
+    # what `bn-decay-probe repair` wrote into the copy, if this is one (MARKER_KEY)
+    repair: Optional[Dict[str, Any]] = None
+
+    def recalibrated(self, key: str) -> bool:
+        """Whether the repair recomputed this layer's statistics from data."""
+        replaced = {plain_name(k) for k in (self.repair or {}).get("keys", ())}
+        return all("%s/%s" % (key, short) in replaced for short in MOVING)
+
+
+def plain_name(key: str) -> str:
+    """A checkpoint key without the object-checkpoint suffix."""
+    return key[:-len(OBJECT_SUFFIX)] if key.endswith(OBJECT_SUFFIX) else key
+
+
+def read_checkpoint(tf1: Any, prefix: str) -> CheckpointContents:
+    """Reads the moving statistics, the step counters and the object graph's names; reading can
+    hit a corrupt file at each step."""
+    reader = open_reader(tf1, prefix)
+    try:
+        shapes = reader.get_variable_to_shape_map()
+        keys = {plain_name(key): key for key in shapes}
+        grouped: Dict[str, Dict[str, np.ndarray]] = {}
+        counters: Dict[str, int] = {}
+        for name, key in keys.items():
+            parts = moving_name(name)
+            if parts:
+                value = np.asarray(reader.get_tensor(key), np.float64).reshape(-1)
+                grouped.setdefault(parts[0], {})[parts[1]] = value
+            elif is_step_counter_name(name) and len(shapes[key]) == 0:
+                value = np.asarray(reader.get_tensor(key))
+                if np.issubdtype(value.dtype, np.integer):
+                    counters[name] = int(value)
+        object_graph = (reader.get_tensor(_OBJECT_GRAPH) if reader.has_tensor(_OBJECT_GRAPH)
+                        else None)
+        repair = _repair_marker(reader.get_tensor(MARKER_KEY)) if MARKER_KEY in shapes else None
+    except tf1.errors.OpError as exc:
+        raise CheckpointError("%s is not a readable TensorFlow checkpoint (%s); give the prefix "
+                              "of a checkpoint written by tf.train.Saver"
+                              % (prefix, first_line(exc))) from None
+    statistics = {name: (stats[MOVING[0]], stats[MOVING[1]])
+                  for name, stats in grouped.items() if len(stats) == 2}
+    if not statistics:
+        raise CheckpointError("checkpoint %s has no batch-norm layer: no pair of variables "
+                              "named .../moving_mean and .../moving_variance" % prefix)
+    names = _variable_prefixes(object_graph) if object_graph is not None else {}
+    return CheckpointContents(prefix, statistics, counters,
+                              {key: names[key] for key in statistics if key in names}, repair)
+
+
+def _repair_marker(value: Any) -> Optional[Dict[str, Any]]:
+    """The repair's JSON record; None when the tensor is not one (then nothing is assumed)."""
+    try:
+        marker = json.loads(np.asarray(value).item())
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def _variable_prefixes(serialized: bytes) -> Dict[str, str]:
+    """Object checkpoints key a variable by its path in the object graph
+    ("layer_with_weights-1/moving_mean"); the graph's attributes keep the variable's own name
+    (full_name "bn_Conv1/moving_mean"). -> {"layer_with_weights-1": "bn_Conv1"}."""
+    from .. import backend
+
+    graph = backend.object_graph_proto()
+    graph.ParseFromString(serialized)
+    prefixes = {}
+    for node in graph.nodes:
+        for attribute in node.attributes:
+            key, full = moving_name(plain_name(attribute.checkpoint_key)), \
+                moving_name(attribute.full_name)
+            if key and full and key[1] == full[1]:
+                prefixes[key[0]] = full[0]
+    return prefixes
+
+
+def open_reader(tf1: Any, prefix: str) -> Any:
+    """TensorFlow's reader of the checkpoint at ``prefix``; CheckpointError (one line) when its
+    files cannot be read."""
+    try:
+        return tf1.train.NewCheckpointReader(prefix)
+    except tf1.errors.OpError as exc:
+        raise CheckpointError("%s is not a readable TensorFlow checkpoint (%s); give the prefix "
+                              "of a checkpoint written by tf.train.Saver"
+                              % (prefix, first_line(exc))) from None

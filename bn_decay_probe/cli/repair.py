@@ -1,0 +1,96 @@
+"""``bn-decay-probe repair CHECKPOINT --data FILE --out PREFIX``: recalibrate a checkpoint's
+batch-norm statistics from data and write a repaired copy.
+
+Exit status: 0 when the copy is written, 2 on bad input (one line on stderr; nothing written).
+Paths, data headers and numbers are checked before TensorFlow is imported.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Optional
+
+from .. import progress
+from ..checkpoints import paths
+from ..errors import EXIT_OK, ProbeConfigError
+from ..repair.api import DEFAULT_GAP_BATCHES
+from ..repair.data import DEFAULT_BATCH_SIZE, check_batch_size, open_data
+from .output import Output, check_writable
+from .parser import Parser, add_json_option
+
+_FLAGS = ("--input", "--training", "--output")
+
+
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
+    parser = Parser(prog=prog, description=(
+        "Recalibrate the batch-norm moving statistics of a TF1 checkpoint from data, every "
+        "weight frozen: the graph of the .meta beside the checkpoint runs in training mode over "
+        "the batches, each layer's population mean and variance over every value are pooled, "
+        "and a copy of the checkpoint in which only those statistics differ is written at "
+        "--out. The input checkpoint is never written. Exit 0 when the copy is written, 2 on "
+        "bad input."))
+    parser.add_argument("checkpoint", metavar="CHECKPOINT",
+                        help="checkpoint prefix (model.ckpt-1000) or one of its files; its "
+                             ".meta must be beside it")
+    parser.add_argument("--data", required=True, metavar="FILE",
+                        help="FILE.npy (split into batches of --batch-size rows), FILE.npz (one "
+                             "batch per array) or FILE.npz:NAME (that array, split)")
+    parser.add_argument("--out", required=True, metavar="PREFIX",
+                        help="checkpoint prefix of the repaired copy (not the input's)")
+    parser.add_argument("--input", metavar="NAME",
+                        help="the input tensor (default: the one float placeholder the "
+                             "batch-norm layers depend on)")
+    parser.add_argument("--training", action="append", metavar="NAME",
+                        help="the boolean training switch (default: the one boolean "
+                             "placeholder the layers' conds depend on, e.g. Keras's learning "
+                             "phase); repeat for several")
+    parser.add_argument("--output", action="append", metavar="NAME",
+                        help="a model output to measure the inference/training gap on "
+                             "(default: the deepest outputs of the forward pass); repeat for "
+                             "several")
+    parser.add_argument("--layer", action="append", metavar="NAME",
+                        help="recalibrate only this layer (the variables' prefix, e.g. "
+                             "resnet_v1_50/conv1/BatchNorm); repeat for several")
+    parser.add_argument("--batch-size", type=int, metavar="B",
+                        help="rows per batch when a file's array is split (default %d, or the "
+                             "input's fixed batch size); with a .npz, splits each array"
+                             % DEFAULT_BATCH_SIZE)
+    parser.add_argument("--max-batches", type=int, metavar="K",
+                        help="stop after K batches (default: all)")
+    parser.add_argument("--gap-batches", type=int, default=DEFAULT_GAP_BATCHES, metavar="G",
+                        help="measure the inference/training gap on the first G batches "
+                             "(default %d; 0: not measured)" % DEFAULT_GAP_BATCHES)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing checkpoint at --out (never the input)")
+    add_json_option(parser, "the report")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: Output) -> int:
+    """The repair command with its parsed ``args``; raises BnDecayProbeError on bad input.
+    Paths, data headers and numbers are checked before TensorFlow is imported."""
+    prefix = paths.input_prefix(args.checkpoint)
+    destination = paths.output_prefix(args.out, prefix, args.overwrite)
+    batch_size = check_batch_size(args.batch_size, "--batch-size")
+    max_batches = check_batch_size(args.max_batches, "--max-batches")
+    if args.gap_batches < 0:
+        raise ProbeConfigError("--gap-batches must be >= 0 (0: no gap measured), got %d"
+                               % args.gap_batches)
+    data = open_data(args.data)
+    if args.json not in (None, "-"):
+        check_writable(args.json)
+
+    from .. import backend  # does not import TensorFlow yet
+    from ..repair import recalibrate_checkpoint, render_repair
+
+    backend.silence_native_logs()
+    result = recalibrate_checkpoint(
+        prefix, data, destination, inputs=args.input, training=args.training, layers=args.layer,
+        outputs=args.output, batch_size=batch_size, max_batches=max_batches,
+        gap_batches=args.gap_batches, overwrite=args.overwrite,
+        progress=progress.wanted(args.quiet), flags=_FLAGS)
+    if args.json != "-":
+        out.emit(render_repair(result))
+    if args.json:
+        out.json(result.to_dict(), args.json)
+    return EXIT_OK
