@@ -135,14 +135,13 @@ def _run_keras(args: argparse.Namespace, out: Output) -> int:
 
     from .. import backend  # does not import TensorFlow yet
     from ..repair import render_repair
-    from ..repair.images import load_preprocess
     from ..repair.keras_repair import recalibrate_keras_file
 
     backend.silence_native_logs()
     result = recalibrate_keras_file(
         args.checkpoint, data, destination, layers=args.layer, batch_size=batch_size,
         max_batches=max_batches, gap_batches=args.gap_batches, overwrite=args.overwrite,
-        progress=progress.wanted(args.quiet), preprocess=load_preprocess(preprocess))
+        progress=progress.wanted(args.quiet), preprocess=preprocess)
     if args.json != "-":
         out.emit(render_repair(result))
     if args.json:

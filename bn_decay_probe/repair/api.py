@@ -17,7 +17,6 @@ from ..checkpoints.graphwalk import Walker
 from ..errors import ProbeConfigError
 from . import writer
 from .data import DataFile, input_batches, open_data
-from .images import load_preprocess
 from .keras_live import is_keras_model
 from .keras_repair import (keras_data, keras_file_kind, no_tensor_names, recalibrate_keras,
                            recalibrate_keras_file)
@@ -104,8 +103,7 @@ def recalibrate_checkpoint(checkpoint: Any, batches: Any, out: Any, inputs: Any 
         no_tensor_names(inputs, training, outputs, flags)
         return recalibrate_keras_file(
             os.fspath(checkpoint), keras_data(batches), out, layers, batch_size, max_batches,
-            gap_batches, overwrite, progress,
-            preprocess if callable(preprocess) else load_preprocess(preprocess))
+            gap_batches, overwrite, progress, preprocess)
     if preprocess is not None:
         raise ProbeConfigError("preprocess applies to Keras model files; a checkpoint's graph "
                                "takes the data as it is")

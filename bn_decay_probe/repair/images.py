@@ -57,12 +57,9 @@ class ImageFolder:
 
 def open_images(path: str) -> ImageFolder:
     """The images under directory ``path``; DataError when there is none."""
-    files = []
-    for directory, subdirectories, names in os.walk(path):
-        subdirectories.sort()
-        for name in sorted(names):
-            if name.lower().endswith(IMAGE_SUFFIXES):
-                files.append(os.path.relpath(os.path.join(directory, name), path))
+    files = sorted(os.path.relpath(os.path.join(directory, name), path)
+                   for directory, _, names in os.walk(path) for name in names
+                   if name.lower().endswith(IMAGE_SUFFIXES))
     if not files:
         raise DataError("data %s is a directory without images (%s)"
                         % (path, ", ".join(IMAGE_SUFFIXES)))

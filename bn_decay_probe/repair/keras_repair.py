@@ -26,7 +26,7 @@ from ..errors import CheckpointError, DataError, ProbeConfigError, first_line
 from . import keras_writer
 from .data import (DEFAULT_BATCH_SIZE, DataFile, InputSpec, check_batch_size, open_data,
                    prepare_batch)
-from .images import ImageFolder, open_images
+from .images import ImageFolder, check_preprocess, load_preprocess, open_images
 from .keras_live import (Flavour, LiveLayer, TrainingModePass, batch_norm_layers, flavour_of,
                          unchanged_on_error)
 from .pooled import PooledMoments
@@ -65,19 +65,21 @@ def recalibrate_keras_file(path: str, batches: Any, out: Any,
                            layers: Optional[Sequence[str]] = None,
                            batch_size: Optional[int] = None, max_batches: Optional[int] = None,
                            gap_batches: int = 1, overwrite: bool = False, progress: bool = False,
-                           preprocess: Optional[Callable[[Any], Any]] = None) -> RepairResult:
+                           preprocess: Any = None) -> RepairResult:
     """Recalibrates a ``.keras`` or ``.h5`` model file and writes the repaired copy at ``out``
     (the same format); the input file is only read. ``batches``: a :class:`DataFile`, an
-    :class:`ImageFolder` (resized to the model's input), or an iterable; ``preprocess`` is
-    applied to each batch. Every value of the copy but the moving statistics is bit-identical;
+    :class:`ImageFolder` (resized to the model's input), or an iterable; ``preprocess`` (a
+    function, or MODULE:FUNCTION imported once the model is loaded) is applied to each batch. Every value of the copy but the moving statistics is bit-identical;
     its weights carry the repair's marker (the root attribute ``bn_decay_probe_repair``)."""
     started = time.perf_counter()
     out = keras_writer.output_path(out, path, overwrite)
     batch_size = check_batch_size(batch_size, "batch_size")
     max_batches = check_batch_size(max_batches, "max_batches")
+    check_preprocess(None if callable(preprocess) else preprocess)
     saved = read_keras_file(path)
     model = load_model(saved)
     flavour = flavour_of(model)
+    preprocess = preprocess if callable(preprocess) else load_preprocess(preprocess)
     notes: List[str] = []
     stream, total = _file_batches(model, batches, batch_size, max_batches, preprocess)
     measured = _measure(flavour, model, stream, layers, gap_batches, total, progress)
@@ -124,8 +126,9 @@ def no_tensor_names(inputs: Any, training: Any, outputs: Any, flags: Sequence[st
     """A Keras model is called on its batches: tensor names of a TF1 graph do not apply."""
     given = [flag for flag, value in zip(flags, (inputs, training, outputs)) if value is not None]
     if given:
-        raise ProbeConfigError("%s name tensors of a TF1 graph; a Keras model takes its batches "
-                               "as model(x): leave them out" % ", ".join(given))
+        raise ProbeConfigError("%s: tensor names of a TF1 graph do not apply to a Keras "
+                               "model, which takes its batches as model(x): leave them out"
+                               % ", ".join(given))
 
 
 def load_model(saved: KerasModelFile) -> Any:
