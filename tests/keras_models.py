@@ -28,7 +28,7 @@ held when it was saved (never read back through the package), as independent exp
 """
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -48,6 +48,32 @@ FEW_STEPS, MORE_STEPS = 3, 2
 APPLICATION_STEPS = 2  # ResNet50 and EfficientNetB0: each eager step takes seconds here
 TINY_MOMENTUM = 0.99
 BATCH, SIDE, CLASSES = 8, 32, 4
+
+
+# Formats that keep the model config (momentum, trainable).
+CONFIG_FORMATS = frozenset({"keras", "h5", "keras savedmodel"})
+
+
+def has_counter(case: str, fmt: str) -> bool:
+    """The optimizer is saved with a compiled model in every format but .h5 weights and
+    exports; a GradientTape loop's optimizer only by tf.train.Checkpoint(optimizer=...)."""
+    if fmt in ("h5 weights", "export"):
+        return False
+    return fmt == "checkpoint" if case == "tape" else True
+
+
+def expected(case: str, fmt: str, decay_given: bool = False) -> Tuple[str, Optional[str]]:
+    """The doctor's verdict the case calls for in a format: (status, the one finding code every
+    layer gets, or None). Statistics at (0, 1) after counted steps: trained in inference mode;
+    without a count: never updated; convergence needs the count and the momentum (the config's,
+    or --decay)."""
+    counter = has_counter(case, fmt)
+    momentum = fmt in CONFIG_FORMATS or decay_given
+    if case in ("tape", "frozen_start"):
+        return "findings", "TRAINED_IN_INFERENCE_MODE" if counter else "NEVER_UPDATED"
+    if case == "few_steps":
+        return ("findings", "PARTLY_CONVERGED") if counter and momentum else ("incomplete", None)
+    return ("clean", None) if counter and momentum else ("incomplete", None)
 
 
 @dataclass(frozen=True)

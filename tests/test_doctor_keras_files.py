@@ -21,10 +21,9 @@ from bn_decay_probe.checkpoints.keras_files import read_keras_file  # noqa: E402
 from bn_decay_probe.doctor import (NEVER_UPDATED, PARTLY_CONVERGED,  # noqa: E402
                                    TRAINED_IN_INFERENCE_MODE)
 import keras_models  # noqa: E402
-from keras_models import CASES, FORMATS, FRAMEWORKS  # noqa: E402
+from keras_models import CASES, FORMATS, FRAMEWORKS, expected, has_counter  # noqa: E402
 
-# Formats that keep the model config (momentum, trainable).
-CONFIG = {"keras", "h5", "keras savedmodel"}
+CONFIG = keras_models.CONFIG_FORMATS
 MATRIX = [(framework, case, fmt) for framework in FRAMEWORKS for case in CASES
           for fmt in FORMATS[framework]]
 
@@ -32,24 +31,6 @@ MATRIX = [(framework, case, fmt) for framework in FRAMEWORKS for case in CASES
 @pytest.fixture(scope="session")
 def keras_saved(tmp_path_factory):
     return keras_models.Cache(str(tmp_path_factory.mktemp("keras_models")))
-
-
-def has_counter(case, fmt):
-    """The optimizer is saved with a compiled model (fit) in every format but .h5 weights and
-    exports; a GradientTape loop's optimizer only by tf.train.Checkpoint(optimizer=...)."""
-    if fmt in ("h5 weights", "export"):
-        return False
-    return fmt == "checkpoint" if case == "tape" else True
-
-
-def expected(case, fmt, decay_given=False):
-    """(status, the one code every layer gets or None)."""
-    counter, momentum = has_counter(case, fmt), fmt in CONFIG or decay_given
-    if case in ("tape", "frozen_start"):  # statistics at (0, 1)
-        return "findings", TRAINED_IN_INFERENCE_MODE if counter else NEVER_UPDATED
-    if case == "few_steps":
-        return ("findings", PARTLY_CONVERGED) if counter and momentum else ("incomplete", None)
-    return ("clean", None) if counter and momentum else ("incomplete", None)
 
 
 def codes(d):

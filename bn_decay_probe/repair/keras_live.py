@@ -93,7 +93,9 @@ class Flavour:
             spec = tf.nest.map_structure(
                 lambda a: tf.TensorSpec((None,) + tuple(np.shape(a))[1:], tf.as_dtype(
                     np.asarray(a).dtype)), example)
-            return tf.function(function, input_signature=[spec])
+            # Keras 3 runs its own steps unconverted (do_not_convert), so does the pass.
+            return tf.function(function, input_signature=[spec],
+                               autograph=self.name != KERAS_3)
         if self.backend == "jax":
             jax = importlib.import_module("jax")
             return jax.jit(function)
@@ -267,7 +269,7 @@ class TrainingModePass:
             outputs, means, variances, sizes = self._compiled(values)
         except Exception as exc:  # the model's own error, on this data
             raise ProbeConfigError("the model could not run in training mode on this batch: %s"
-                                   % first_line(exc)) from None
+                                   % _reason(exc)) from None
         numpy = self.flavour.numpy
         statistics = []
         for index, mean, variance, size in zip(self._order, means, variances, sizes):
@@ -275,6 +277,15 @@ class TrainingModePass:
             statistics.append((index, numpy(mean).reshape(-1), numpy(variance).reshape(-1),
                                int(numpy(size)) // channels))
         return outputs, statistics
+
+
+def _reason(exc: BaseException) -> str:
+    """The line that says why: an error raised inside a tf.function says "in user code:",
+    then the stack, then the reason."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if lines and lines[0] == "in user code:":
+        return lines[-1]
+    return first_line(exc)
 
 
 @contextlib.contextmanager
