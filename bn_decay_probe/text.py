@@ -84,15 +84,17 @@ def vector(values: np.ndarray) -> str:
 
 def fold_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 2,
                width: int = 0, keep: int = 1, pairs: bool = False) -> List[str]:
-    """Columns aligned (the first ``left`` to the left, numbers to the right). A table wider
-    than ``width`` folds into several, one under the other, each repeating the first ``keep``
-    columns (the row's key) with as many of the others as fit; with ``pairs``, a measured
-    column and the "rule" column after it stay together."""
+    """Columns aligned (the first ``left`` to the left, numbers to the right); no cell is ever
+    cut. A table wider than ``width`` (0: no limit) folds its columns: into several tables, one
+    under the other, each repeating the first ``keep`` columns (the row's key) with as many of
+    the others as fit; or, when the key is too wide for that, each row's key on a line of its
+    own and its other columns on the lines below it, indented. With ``pairs``, a measured column
+    and the "rule" column after it stay together."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
-    def line(r: Sequence[str], columns: Sequence[int]) -> str:
-        return "  ".join(r[i].ljust(widths[i]) if i < left else r[i].rjust(widths[i])
-                         for i in columns).rstrip()
+    def line(r: Sequence[str], columns: Sequence[int], indent: str = "") -> str:
+        return indent + "  ".join(r[i].ljust(widths[i]) if i < left else r[i].rjust(widths[i])
+                                  for i in columns).rstrip()
 
     units: List[List[int]] = []
     for column in range(keep, len(header)):
@@ -100,26 +102,50 @@ def fold_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int =
             units[-1].append(column)
         else:
             units.append([column])
+    key = list(range(keep))
+    key_width = sum(widths[:keep]) + 2 * keep  # with the gap after it
+    if not width or all(key_width + _span(unit, widths) <= width for unit in units):
+        lines: List[str] = []
+        for part in _pack(units, widths, width - key_width if width else 0):
+            lines += ([""] if lines else []) + [line(header, key + part)]
+            lines += [line(r, key + part) for r in rows]
+        return lines
+    # Rows folded: the key alone, then the other columns packed into lines under it.
+    parts = _pack(units, widths, width - len(_ROW_INDENT))
+    lines = []
+    for r in [header, *rows]:
+        lines.append(line(r, key))
+        lines += [line(r, part, _ROW_INDENT) for part in parts]
+    return lines
+
+
+_ROW_INDENT = "    "
+
+
+def _span(unit: Sequence[int], widths: Sequence[int]) -> int:
+    """Columns a unit of columns takes, the gaps between its columns included."""
+    return sum(widths[c] for c in unit) + 2 * (len(unit) - 1)
+
+
+def _pack(units: Sequence[List[int]], widths: Sequence[int], room: int) -> List[List[int]]:
+    """The units in order, as many to a part as fit in ``room`` columns (0: no limit); a unit
+    wider than the room gets a part of its own."""
     parts: List[List[int]] = [[]]
-    used = sum(widths[:keep]) + 2 * keep
+    used = 0
     for unit in units:
-        size = sum(widths[c] + 2 for c in unit)
-        if width and parts[-1] and used + size - 2 > width:
+        size = _span(unit, widths) + (2 if parts[-1] else 0)
+        if room and parts[-1] and used + size > room:
             parts.append([])
-            used = sum(widths[:keep]) + 2 * keep
+            size -= 2
+            used = 0
         parts[-1] += unit
         used += size
-    lines: List[str] = []
-    for part in parts:
-        columns = list(range(keep)) + part
-        lines += ([""] if lines else []) + [line(header, columns)]
-        lines += [line(r, columns) for r in rows]
-    return lines
+    return parts
 
 
 def wrap(text: str, width: int, first: str = "", rest: str = "") -> List[str]:
     """Prose after a lead (``first``, e.g. "note: "), continuation lines under ``rest``; a word
-    longer than the width is broken."""
+    longer than the width (a layer's name) stays whole, on a line of its own."""
     return textwrap.wrap(text, width or len(first) + len(text), initial_indent=first,
                          subsequent_indent=rest, break_on_hyphens=False,
-                         break_long_words=True) or [first.rstrip()]
+                         break_long_words=False) or [first.rstrip()]

@@ -742,13 +742,13 @@ def test_render_groups_findings_under_the_verdict(contrib_never):
 
 def test_verbose_adds_the_per_layer_table(contrib_never):
     lines = doctor.render_diagnosis(diagnose_checkpoint(contrib_never), verbose=True).splitlines()
-    start = lines.index("layer names below without their common suffix /bn")
-    assert lines[start + 1].split() == ["layer", "ch", "decay", "moving_mean", "moving_variance",
-                                        "finding"]
-    # g: decay from the graph.
-    assert lines[start + 2].split() == ["block0", "4", "0.9", "g", "[0,", "0]", "[1,", "1]",
+    start = [line.split()[:1] for line in lines].index(["layer"])
+    assert lines[start].split() == ["layer", "ch", "decay", "moving_mean", "moving_variance",
+                                    "finding"]
+    # g: decay from the graph; every name whole.
+    assert lines[start + 1].split() == ["block0/bn", "4", "0.9", "g", "[0,", "0]", "[1,", "1]",
                                         NEVER_UPDATED]
-    assert lines[start + 3].split()[:2] == ["block1", "6"]
+    assert lines[start + 2].split()[:2] == ["block1/bn", "6"]
 
 
 # ----------------------------------------------------------------------------- command line

@@ -5,6 +5,7 @@ expected verdicts come from what each case did (the table below), the expected n
 update rule; never from the doctor's own output."""
 import functools
 import json
+import re
 
 import pytest
 
@@ -12,6 +13,7 @@ from bn_decay_probe.doctor import (NEVER_UPDATED, PARTLY_CONVERGED, TRAINED_IN_I
                                    UNSHARED_BRANCHES, diagnose_checkpoint, render_diagnosis)
 from conftest import doctor_cli
 from real_models import CASES, CI_MODELS
+from test_terminal_width import on_a_terminal
 
 THRESHOLD = 0.05
 
@@ -169,3 +171,42 @@ def test_graph_reader_on_an_imported_meta_graph(real_model, model, case, mode, s
     expected_kind = "tf.keras" if model.startswith("keras") else "contrib"
     assert {layer.kind for layer in layers} == {expected_kind}
     assert roots and all(layer.update_ops for layer in layers) == (mode != "inference")
+
+
+def missing_whole(names, text):
+    """The names that ``text`` does not hold whole (as a token: not inside a longer name)."""
+    return [name for name in names
+            if not re.search(r"(?<![\w/.-])%s(?![\w/.-])" % re.escape(name), text)]
+
+
+@pytest.mark.parametrize("case", ["forgot_update_ops", "unshared_copy"])
+@pytest.mark.parametrize("model", CI_MODELS)
+def test_the_layer_table_holds_every_name_and_code_whole_at_every_width(real_model, model,
+                                                                        case):
+    """--verbose's table never cuts a layer name, a checkpoint key or a finding code: at 60,
+    100 (a pipe) and 200 columns, on the Saver checkpoint and on Keras's save_weights one."""
+    trained = real_model(model, case)
+    # save_weights saves the one model it is called on, not the unshared copy.
+    for prefix, names, codes in [
+            (trained.saver_prefix, trained.bn_layers + trained.copy_layers,
+             [NEVER_UPDATED if case == "forgot_update_ops" else UNSHARED_BRANCHES]),
+            (trained.weights_prefix, trained.bn_layers, [])][:2 if trained.weights_prefix else 1]:
+        d = diagnosed(prefix, None)
+        keys = [s.checkpoint_name for s in d.layers if s.checkpoint_name]
+        for width in (60, 100, 200):
+            text = render_diagnosis(d, verbose=True, width=width)
+            table = text[re.search(r"^layer\b", text, re.M).start():]
+            assert missing_whole(list(names) + keys, table) == [], (prefix, width)
+            assert missing_whole(codes, table) == []
+
+
+def test_the_cli_table_follows_the_terminal_and_cuts_no_name(real_model):
+    trained = real_model("slim_resnet_v1_50", "forgot_update_ops")
+    piped = doctor_cli(trained.saver_prefix, "--verbose")
+    assert piped.returncode == 1 and missing_whole(trained.bn_layers, piped.stdout) == []
+    for columns in (60, 200):
+        status, text = on_a_terminal(columns, "doctor", trained.saver_prefix, "--verbose")
+        assert status == 1 and missing_whole(trained.bn_layers, text) == []
+        rows = [line for line in text.splitlines() if line.startswith("resnet_v1_50/")]
+        # 200 columns hold a row whole; 60 fold it, the name alone on its line.
+        assert (rows[0].split()[-1] == NEVER_UPDATED) is (columns == 200)

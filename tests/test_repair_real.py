@@ -18,9 +18,10 @@ import pytest
 
 from bn_decay_probe import backend, diagnose_checkpoint
 from bn_decay_probe.checkpoints import meta
-from bn_decay_probe.repair import recalibrate_checkpoint
+from bn_decay_probe.repair import recalibrate_checkpoint, render_repair
 from checkpoint_files import assert_only_statistics_differ, digest, tensors
 import real_models
+from test_doctor_real import missing_whole
 from real_models import CI_MODELS, SPECS
 
 CASES = ("forgot_update_ops", "too_few_steps")
@@ -193,3 +194,12 @@ def test_doctor_clean_and_nothing_else_changed(repaired, model, case):
         assert np.all(values[:, zero] == values[:1, zero]), finding.layer
     assert_only_statistics_differ(original, copy, trained.bn_layers)
     assert sorted(layer.name for layer in result.repaired) == sorted(trained.bn_layers)
+
+
+@pytest.mark.parametrize("model, case", [("slim_resnet_v1_50", "forgot_update_ops"),
+                                         ("keras_mobilenet_v2", "too_few_steps")])
+def test_the_report_holds_every_layer_name_whole_at_every_width(repaired, model, case):
+    trained, _, _, result = repaired(model, case)
+    for width in (60, 100, 200):
+        text = render_repair(result, width=width)
+        assert missing_whole(trained.bn_layers, text) == [], width

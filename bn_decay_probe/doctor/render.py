@@ -4,11 +4,10 @@ then notes; ``verbose`` adds the per-layer table. Lines fit the width (text.outp
 from __future__ import annotations
 
 import functools
-import os
 from collections import Counter, OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..text import resolve_width, wrap
+from ..text import fold_table, resolve_width, wrap
 from .diagnosis import (CODES, DECAY_FROM_CONFIG, DECAY_FROM_GRAPH, DECAY_GIVEN, Diagnosis,
                         Finding, LayerSummary)
 
@@ -149,43 +148,21 @@ def _factor(names: Sequence[str]) -> Tuple[str, str, List[str]]:
 
 def layer_table(d: Diagnosis, width: int = 100) -> List[str]:
     """One row per layer: name, checkpoint key (object checkpoints), channels, decay (g: graph,
-    c: a Keras model config, d: given), each moving statistic's range with its NaN / inf count, and the finding codes."""
+    c: a Keras model config, d: given), each moving statistic's range with its NaN / inf count,
+    and the finding codes; every name and code whole (a table too wide for ``width`` folds:
+    text.fold_table)."""
     codes: Dict[str, List[str]] = {}
     for f in d.findings:
         codes.setdefault(f.layer, []).append(f.code)
-    prefix, suffix, middles = _factor([s.name for s in d.layers])
-    lines = []
-    if prefix or suffix:
-        lines.append("layer names below without their common %s" % " and ".join(
-            part for part in ("prefix %s" % prefix if prefix else "",
-                              "suffix %s" % suffix if suffix else "") if part))
     keys = [s.checkpoint_name or "" for s in d.layers]
-    key_prefix = os.path.commonprefix(keys).rstrip("0123456789") if any(keys) else ""
-    if key_prefix:
-        lines.append("checkpoint keys: %s<key>/..." % key_prefix)
     mark = {DECAY_GIVEN: " d", DECAY_FROM_GRAPH: " g", DECAY_FROM_CONFIG: " c"}
-    header = ["layer"] + (["key"] if any(keys) else []) + [
+    header = ["layer"] + (["checkpoint key"] if any(keys) else []) + [
         "ch", "decay", "moving_mean", "moving_variance", "finding"]
-    rows = [[middle] + ([key[len(key_prefix):]] if any(keys) else []) + [
+    rows = [[s.name] + ([key] if any(keys) else []) + [
              "?" if s.channels is None else str(s.channels),
              "?" if s.decay is None else "%.6g%s" % (s.decay, mark.get(s.decay_source, "")),
              "-" if s.mean is None else s.mean.text(),
              "-" if s.variance is None else s.variance.text(),
              ", ".join(codes.get(s.name, [])) or "ok"]
-            for s, middle, key in zip(d.layers, middles, keys)]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    spare = width - (sum(widths) + 2 * (len(widths) - 1))
-    if width and spare < 0:
-        widths[0] = max(len(header[0]), widths[0] + spare)
-        rows = [[_elide(r[0], widths[0])] + r[1:] for r in rows]
-    for row in [header, *rows]:
-        line = "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
-        lines.append(line[:width] if width else line)
-    return lines
-
-
-def _elide(text: str, width: int) -> str:
-    if len(text) <= width:
-        return text
-    keep = width - 2
-    return text[:keep // 2] + ".." + text[len(text) - (keep - keep // 2):]
+            for s, key in zip(d.layers, keys)]
+    return fold_table(header, rows, len(header), width)
