@@ -1,6 +1,8 @@
 """Keras: the repair of a live model against bare ``model(x, training=True)`` calls, the
 repair's peak memory against the number of batches, and the doctor on a ResNet50 .keras.
 
+- check: the repair's result on this backend: the gap before and after on one batch, and the
+  first and last layers' pooled statistics against numpy over their inputs;
 - time, in one process, interleaved and repeated (medians): K bare calls ``model(x,
   training=True)`` on K batches, eagerly (what a loop over the data does) and through one
   ``tf.function`` traced once (its trace included, as the repair's is: each repair traces its
@@ -16,6 +18,7 @@ repair's peak memory against the number of batches, and the doctor on a ResNet50
 
   .venv-tf2/bin/python benchmarks/bench_keras.py [--framework keras3|tf_keras] [--batches 40]
   KERAS_BACKEND=jax python benchmarks/bench_keras.py --only time   # a venv with Keras 3 + JAX
+  KERAS_BACKEND=torch python benchmarks/bench_keras.py --only check
 """
 import argparse
 import os
@@ -26,7 +29,7 @@ import time
 
 import numpy as np
 
-from common import ROOT, machine, median, python
+from common import ROOT, machine, median, peak_rss_mib, python, write_batches
 
 TARGET_TIME = 1.3  # repair / bare calls
 TARGET_MEMORY = 1.10  # largest / smallest peak RSS over the numbers of batches
@@ -135,15 +138,40 @@ def time_section(args, keras):
     return {name: median(values) for name, values in times.items() if values}
 
 
+def check_section(args, keras):
+    """The repair's numbers on this backend: one batch of 4R rows, the gap before and after,
+    and the first and last layers' pooled statistics against numpy over their inputs (a Keras
+    sub-model run with training=True)."""
+    from bn_decay_probe.repair import recalibrate
+
+    model = mobilenet(keras, args.side)
+    reference = mobilenet(keras, args.side)
+    x = data(1, 4 * args.rows, args.side, seed=3)[0]
+    result = recalibrate(model, [x])
+    gap = result.gaps[0]
+    print("  gap (relative RMS): before %.4g, after %.4g (ratio %.3g)"
+          % (gap.relative_before, gap.relative_after, gap.ratio))
+    layers = [layer for layer in reference._flatten_layers(include_self=False, recursive=True)
+              if hasattr(layer, "moving_mean")]
+    for layer in (layers[0], layers[-1]):
+        values = keras.Model(reference.inputs, layer.input)(x, training=True)
+        values = np.asarray(keras.ops.convert_to_numpy(values) if hasattr(keras, "ops")
+                            else values, np.float64)
+        flat = values.reshape(-1, values.shape[-1])
+        repaired = result.layer(layer.name)
+        print("  %s: pooled vs numpy, mean max |diff| %.3g, variance max relative diff %.3g"
+              % (layer.name, np.abs(repaired.mean_after - flat.mean(0)).max(),
+                 np.abs(repaired.variance_after / flat.var(0) - 1).max()))
+    return gap.ratio
+
+
 def child(model_path, data_path, out, rows):
     from bn_decay_probe.cli import main
 
     code = main(["repair", model_path, "--data", data_path, "--out", out, "--batch-size", rows,
                  "--quiet", "--json", os.devnull])
     assert code == 0
-    with open("/proc/self/status") as status:
-        peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    print(peak_kib / 1024.0)
+    print(peak_rss_mib())
 
 
 def memory_section(args, keras, directory):
@@ -153,20 +181,14 @@ def memory_section(args, keras, directory):
     found = {}
     for count in args.memory:
         path = os.path.join(directory, "data_%d.npy" % count)
-        array = np.lib.format.open_memmap(path, "w+", np.float32,
-                                          (count * args.rows, args.side, args.side, 3))
-        for start in range(0, count * args.rows, args.rows):
-            piece = array[start:start + args.rows]
-            piece[...] = draws.normal(2.0, 3.0, piece.shape)
-        array.flush()
-        del array, piece
+        size = write_batches(path, count, args.rows, args.side, draws)
         peaks = []
         for _ in range(args.memory_repeats):
             out = os.path.join(tempfile.mkdtemp(dir=directory), "fixed.keras")
             done = python(os.path.join("benchmarks", "bench_keras.py"), "--child", model_path,
                           path, out, str(args.rows), "--framework", args.framework)
             peaks.append(float(done.stdout.strip().splitlines()[-1]))
-        found[count] = (median(peaks), os.path.getsize(path) / 2.0 ** 20)
+        found[count] = (median(peaks), size)
         print("%4d batches (%.0f MiB of data): peak RSS %s MiB" % (
             count, found[count][1], ", ".join("%.0f" % p for p in peaks)), flush=True)
     return found
@@ -200,7 +222,7 @@ def main():
     parser.add_argument("--memory", type=lambda t: [int(v) for v in t.split(",")],
                         default=[10, 40, 160])
     parser.add_argument("--memory-repeats", type=int, default=3)
-    parser.add_argument("--only", choices=("time", "memory", "doctor"))
+    parser.add_argument("--only", choices=("check", "time", "memory", "doctor"))
     parser.add_argument("--child", nargs=4, metavar=("MODEL", "DATA", "OUT", "ROWS"))
     args = parser.parse_args()
     if args.child:
@@ -212,6 +234,12 @@ def main():
           % (args.framework, keras.__version__, backend_of(keras), args.rows, args.side,
              args.side))
     results = []
+    if args.only in (None, "check"):
+        print("\ncheck: MobileNetV2 from its random initial statistics, one batch of %d rows"
+              % (4 * args.rows))
+        ratio = check_section(args, keras)
+        results.append("gap at least 10x smaller %s (x%.3g)" % ("met" if ratio <= 0.1
+                                                               else "MISSED", ratio))
     if args.only in (None, "time"):
         print("\ntime: %d batches, median of %d, interleaved" % (args.batches, args.repeats))
         medians = time_section(args, keras)

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from common import ROOT, machine, median, python
+from common import ROOT, machine, median, peak_rss_mib, python, write_batches
 
 TARGET_TIME = 1.3  # repair / bare forward passes
 TARGET_MEMORY = 1.10  # largest / smallest peak RSS over the numbers of batches
@@ -123,11 +123,7 @@ def child(prefix, data_path, out, rows):
     code = main(["repair", prefix, "--data", data_path, "--out", out, "--batch-size", rows,
                  "--quiet", "--json", os.devnull])
     assert code == 0
-    # VmHWM, the peak of this program's memory: getrusage's ru_maxrss also keeps the peak of
-    # the forked parent from before exec (Linux), which grows with the data file it wrote.
-    with open("/proc/self/status") as status:
-        peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    print(peak_kib / 1024.0)
+    print(peak_rss_mib())
 
 
 def memory_section(args):
@@ -140,17 +136,10 @@ def memory_section(args):
         found = {}
         for count in args.memory:
             path = os.path.join(directory, "data_%d.npy" % count)
-            # Written batch by batch, so that this process does not hold the largest file.
-            array = np.lib.format.open_memmap(path, "w+", np.float32,
-                                              (count * args.rows, args.side, args.side, 3))
-            for start in range(0, count * args.rows, args.rows):
-                piece = array[start:start + args.rows]
-                piece[...] = draws.normal(2.0, 3.0, piece.shape)
-            array.flush()
-            del array, piece
+            size = write_batches(path, count, args.rows, args.side, draws)
             peaks = [child_peak(prefix, path, args.rows, directory)
                      for _ in range(args.memory_repeats)]
-            found[count] = (median(peaks), os.path.getsize(path) / 2.0 ** 20)
+            found[count] = (median(peaks), size)
             print("%4d batches (%.0f MiB of data): peak RSS %s MiB" % (
                 count, found[count][1], ", ".join("%.0f" % p for p in peaks)), flush=True)
     return found

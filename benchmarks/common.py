@@ -28,6 +28,27 @@ def median(values) -> float:
     return statistics.median(values)
 
 
+def write_batches(path: str, count: int, rows: int, side: int, draws) -> float:
+    """A .npy of ``count`` batches of normal(2, 3) images [rows, side, side, 3], written batch
+    by batch (so that this process does not hold the largest file); its size in MiB."""
+    import numpy as np
+
+    array = np.lib.format.open_memmap(path, "w+", np.float32, (count * rows, side, side, 3))
+    for start in range(0, count * rows, rows):
+        piece = array[start:start + rows]
+        piece[...] = draws.normal(2.0, 3.0, piece.shape)
+    array.flush()
+    del array
+    return os.path.getsize(path) / 2.0 ** 20
+
+
+def peak_rss_mib() -> float:
+    """VmHWM, the peak of this program's memory: getrusage's ru_maxrss also keeps the peak of
+    the forked parent from before exec (Linux), which grows with the data file it wrote."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024.0
+
+
 def python(*args: str, **kwargs) -> subprocess.CompletedProcess:
     """This interpreter on ``args``, from the checkout, output captured."""
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,

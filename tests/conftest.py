@@ -129,6 +129,16 @@ def real_model(tmp_path_factory):
     return real_models.Cache(str(tmp_path_factory.mktemp("real_models")))
 
 
+@pytest.fixture(scope="session")
+def keras_saved(tmp_path_factory):
+    """keras_saved(framework, model, case) -> keras_models.Saved: a Keras 3 or tf_keras model
+    trained with a planted problem and saved in every format (tests/keras_models.py), each once
+    per test session (TF 2.16+ only)."""
+    import keras_models
+
+    return keras_models.Cache(str(tmp_path_factory.mktemp("keras_models")))
+
+
 def doctor_cli(*args):
     """`bn-decay-probe doctor ...`, the installed console script, as users run it."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

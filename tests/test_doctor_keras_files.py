@@ -28,11 +28,6 @@ MATRIX = [(framework, case, fmt) for framework in FRAMEWORKS for case in CASES
           for fmt in FORMATS[framework]]
 
 
-@pytest.fixture(scope="session")
-def keras_saved(tmp_path_factory):
-    return keras_models.Cache(str(tmp_path_factory.mktemp("keras_models")))
-
-
 def codes(d):
     return {f.code for f in d.findings}
 

@@ -36,11 +36,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROWS = 64
 
 
-@pytest.fixture(scope="session")
-def keras_saved(tmp_path_factory):
-    return keras_models.Cache(str(tmp_path_factory.mktemp("keras_repair_models")))
-
-
 def images(rows=ROWS, seed=7):
     return keras_models.data(rows, seed)[0]
 
@@ -224,7 +219,8 @@ def test_the_model_is_left_as_it_was_on_bad_data(keras_saved):
     layer = model.get_layer("bn1")
     assert not np.asarray(layer.moving_mean).any() and layer.trainable
     assert "call" not in vars(layer)  # the layer's own call again
-    with pytest.raises(ProbeConfigError, match=r"^inputs, outputs: tensor names of a TF1 graph do not apply"):
+    with pytest.raises(ProbeConfigError, match=r"^inputs, outputs: tensor names of a TF1 graph "
+                                               r"do not apply"):
         recalibrate(model, [images(8)], inputs="x", outputs=["y"])
 
 

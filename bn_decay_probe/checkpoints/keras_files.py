@@ -179,8 +179,9 @@ def _result(path: str, kind: str, version: Optional[str], model_class: Any, mode
         layer.config.trainable if layer.config else None,
         frozen_array(layer.mean), frozen_array(layer.variance), layer.mean_key,
         layer.variance_key) for layer in found)
-    return KerasModelFile(path, kind, version, text_value(model_class), text_value(model_name), layers,
-                          FrozenDict(counters), configured, ordered, tuple(warnings), marker)
+    return KerasModelFile(path, kind, version, text_value(model_class), text_value(model_name),
+                          layers, FrozenDict(counters), configured, ordered, tuple(warnings),
+                          marker)
 
 
 def _marker(handle: Any) -> Optional[FrozenDict]:

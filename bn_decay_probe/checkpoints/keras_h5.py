@@ -101,4 +101,4 @@ def step_counters(handle: Any) -> Dict[str, int]:
 
 
 def version(handle: Any) -> Optional[str]:
-    return text_value(handle.attrs.get("keras_version")) if "keras_version" in handle.attrs else None
+    return text_value(handle.attrs.get("keras_version"))

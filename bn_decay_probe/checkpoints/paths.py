@@ -74,11 +74,7 @@ def output_prefix(out: Any, source: str, overwrite: bool = False) -> str:
     if same_prefix(out, source):
         raise ProbeConfigError("out %s is the input checkpoint; the repair never writes over "
                                "its input: give a new prefix" % out)
-    directory = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(directory):
-        raise ProbeConfigError("out %s: directory %s does not exist" % (out, directory))
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise ProbeConfigError("out %s: directory %s is not writable" % (out, directory))
+    check_out_directory(out)
     if os.path.isdir(out):
         raise ProbeConfigError("out %s is a directory; give a checkpoint prefix inside it, such "
                                "as %s" % (out, os.path.join(out, "model.ckpt")))
@@ -87,6 +83,15 @@ def output_prefix(out: Any, source: str, overwrite: bool = False) -> str:
         raise ProbeConfigError("out %s already holds a checkpoint (%s); give a new prefix, or "
                                "--overwrite" % (out, os.path.basename(existing[0])))
     return out
+
+
+def check_out_directory(out: str) -> None:
+    """The directory a repaired copy ``out`` goes into exists and is writable."""
+    directory = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(directory):
+        raise ProbeConfigError("out %s: directory %s does not exist" % (out, directory))
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ProbeConfigError("out %s: directory %s is not writable" % (out, directory))
 
 
 def same_prefix(a: str, b: str) -> bool:

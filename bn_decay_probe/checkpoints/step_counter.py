@@ -3,10 +3,10 @@
 Counters, by preference: ``global_step`` (tf.train, Estimator, slim), then an optimizer's
 iteration counter (Keras: ``training/SGD/iter`` in a TF1 graph, ``optimizer/iter`` in an
 object-based checkpoint, ``.../iterations`` for Keras's older optimizers; Keras 2.11+ and Keras 3
-optimizers: ``optimizer/_iterations`` in object checkpoints and SavedModels), then a ``step`` that a ``tf.train.Checkpoint(step=...)`` keeps. Never
-``save_counter``, which counts saves. A counter that is 0 loses to one that counted (a
-mixed-precision LossScaleOptimizer's own ``_iterations`` stays 0; its inner optimizer's counts).
-No TensorFlow here.
+optimizers: ``optimizer/_iterations`` in object checkpoints and SavedModels), then a ``step``
+that a ``tf.train.Checkpoint(step=...)`` keeps. Never ``save_counter``, which counts saves. A
+counter that is 0 loses to one that counted (a mixed-precision LossScaleOptimizer's own
+``_iterations`` stays 0; its inner optimizer's counts). No TensorFlow here.
 """
 from __future__ import annotations
 

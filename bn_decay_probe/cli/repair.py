@@ -8,7 +8,7 @@ Paths, data headers and numbers are checked before TensorFlow is imported.
 from __future__ import annotations
 
 import argparse
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 from .. import progress
 from ..checkpoints import paths
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: Output) 
         check_writable(args.json)
 
     from .. import backend  # does not import TensorFlow yet
-    from ..repair import recalibrate_checkpoint, render_repair
+    from ..repair import recalibrate_checkpoint
 
     backend.silence_native_logs()
     result = recalibrate_checkpoint(
@@ -102,11 +102,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: Output) 
         outputs=args.output, batch_size=batch_size, max_batches=max_batches,
         gap_batches=args.gap_batches, overwrite=args.overwrite,
         progress=progress.wanted(args.quiet), flags=_FLAGS)
-    if args.json != "-":
-        out.emit(render_repair(result))
-    if args.json:
-        out.json(result.to_dict(), args.json)
-    return EXIT_OK
+    return _report(result, args, out)
 
 
 def _numbers(args: argparse.Namespace) -> Tuple[Optional[int], Optional[int]]:
@@ -134,7 +130,6 @@ def _run_keras(args: argparse.Namespace, out: Output) -> int:
         check_writable(args.json)
 
     from .. import backend  # does not import TensorFlow yet
-    from ..repair import render_repair
     from ..repair.keras_repair import recalibrate_keras_file
 
     backend.silence_native_logs()
@@ -142,6 +137,13 @@ def _run_keras(args: argparse.Namespace, out: Output) -> int:
         args.checkpoint, data, destination, layers=args.layer, batch_size=batch_size,
         max_batches=max_batches, gap_batches=args.gap_batches, overwrite=args.overwrite,
         progress=progress.wanted(args.quiet), preprocess=preprocess)
+    return _report(result, args, out)
+
+
+def _report(result: Any, args: argparse.Namespace, out: Output) -> int:
+    """The report as text (unless --json -) and as JSON (with --json)."""
+    from ..repair import render_repair
+
     if args.json != "-":
         out.emit(render_repair(result))
     if args.json:

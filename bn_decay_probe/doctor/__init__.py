@@ -1,15 +1,18 @@
-"""BN doctor: finds the usual reasons a TF1 model's batch norm is bad at inference.
+"""BN doctor: finds the usual reasons a model's batch norm is bad at inference (TF1 graphs and
+checkpoints, and the files of TF 2.x Keras).
 
 Two entry points: :func:`diagnose_checkpoint` reads the moving statistics (and step counters) a
-checkpoint holds, with the ``.meta`` graph beside it when there is one; :func:`diagnose_graph`
+checkpoint holds, with the ``.meta`` graph beside it when there is one, or a SavedModel or Keras
+file (``.keras``, ``.weights.h5``, ``.h5``) with its model config; :func:`diagnose_graph`
 checks how a live graph (or a Keras model) wires its moving-average update ops, and with a
 session also the values. Both return a :class:`Diagnosis`; :func:`render_diagnosis` writes it
 for a terminal. Importing this package does not import TensorFlow.
 
 Modules, one job each: ``graph_reader`` (batch-norm layers of a graph, their variables, update
 ops, decay, training switch, train step), ``keras_support`` (Keras models and train functions),
-``findings`` (the codes' rules), ``diagnose`` (the entry points), ``diagnosis`` (result types),
-``render`` (grouped text). Files, step counters and graph walks are read by
+``findings`` (the codes' rules), ``keras_facts`` (a saved TF 2.x Keras model as the rules take
+it), ``keras_findings`` (Keras's rules for statistics at their initial values), ``diagnose``
+(the entry points), ``diagnosis`` (result types), ``render`` (grouped text). Files, step counters and graph walks are read by
 :mod:`bn_decay_probe.checkpoints`, which the repair shares.
 
 Finding codes (stable), at most one of the first five per layer, in this precedence:

@@ -1,7 +1,9 @@
 """Repair: recompute batch-norm moving statistics from data with every weight frozen (precise BN).
 
-:func:`recalibrate` works on a live TF1-style graph and session and assigns the new values in
-place; :func:`recalibrate_checkpoint` reads a checkpoint and its .meta and writes a repaired copy.
+:func:`recalibrate` works on a live TF1-style graph and session, or a live Keras model (Keras 3
+on any backend, tf_keras), and assigns the new values in place; :func:`recalibrate_checkpoint`
+reads a checkpoint and its .meta, or a Keras ``.keras`` / ``.h5`` model file, and writes a
+repaired copy.
 Both run every batch-norm layer in training mode, pool each layer's batch statistics over every
 value of every batch (float64, Chan's pairwise merge) and write the population mean and the
 population variance (divide by the number of values, as fvcore's precise BN does; the fused
@@ -11,7 +13,9 @@ TensorFlow.
 Modules: ``data`` (files and batches), ``discover`` / ``graphwalk`` / ``plan`` (reading the graph:
 layers, input, switch, outputs), ``pooled`` (the statistics, numpy only), ``runner`` (the session
 runs), ``checkpoint`` (paths, .meta import, the repaired copy), ``result`` and ``render`` (the
-report).
+report); for Keras: ``keras_live`` (a live model's batch-norm layers and the pass that reads
+their batch statistics), ``keras_repair`` (the entry points), ``keras_writer`` (the repaired
+copy of a Keras file) and ``images`` (a directory of images as data, and --preprocess).
 """
 from .api import DEFAULT_GAP_BATCHES, recalibrate, recalibrate_checkpoint
 from .render import render_repair

@@ -44,8 +44,9 @@ def recalibrate(session: Any, batches: Iterable[Any], inputs: Any = None, traini
     ``batches``: any iterable of arrays (a list, a generator, a tf.data numpy iterator; for a
     Keras model also a tf.data.Dataset, whose (x, y) items give x), read one at a time; with
     several input tensors, each item is a tuple of arrays. ``inputs``: the input tensor(s)
-    (tensors or names) of the session's graph. ``training``: the boolean training switch(es); None finds the
-    one boolean placeholder the layers' conds depend on (such as Keras's learning phase).
+    (tensors or names) of the session's graph. ``training``: the boolean training switch(es);
+    None finds the one boolean placeholder the layers' conds depend on (such as Keras's
+    learning phase).
     ``layers``: names of the layers to recalibrate (default all). ``outputs``: the tensors on
     which the inference/training gap is measured on the first ``gap_batches`` batches; None
     finds the model's outputs, ``()`` measures none.

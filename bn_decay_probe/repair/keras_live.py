@@ -59,14 +59,13 @@ class Flavour:
 
     @property
     def what(self) -> str:
-        return "%s %s (%s backend)" % (self.name.split()[0] if self.name == KERAS_3 else
-                                       "Keras", self.version, self.backend)
+        return "Keras %s (%s backend)" % (self.version, self.backend)
 
     def moments(self, values: Any, axes: Sequence[int]) -> Tuple[Any, Any, Any]:
         """(mean, biased variance, number of values) of ``values`` over ``axes``, float32."""
         if self.name == KERAS_3:
             ops = self.keras.ops
-            if values.dtype not in ("float32", "float64"):
+            if self.keras.backend.standardize_dtype(values.dtype) not in ("float32", "float64"):
                 values = ops.cast(values, "float32")
             mean, variance = ops.moments(values, axes=list(axes))
             return mean, variance, ops.size(values)

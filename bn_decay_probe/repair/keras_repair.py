@@ -69,8 +69,9 @@ def recalibrate_keras_file(path: str, batches: Any, out: Any,
     """Recalibrates a ``.keras`` or ``.h5`` model file and writes the repaired copy at ``out``
     (the same format); the input file is only read. ``batches``: a :class:`DataFile`, an
     :class:`ImageFolder` (resized to the model's input), or an iterable; ``preprocess`` (a
-    function, or MODULE:FUNCTION imported once the model is loaded) is applied to each batch. Every value of the copy but the moving statistics is bit-identical;
-    its weights carry the repair's marker (the root attribute ``bn_decay_probe_repair``)."""
+    function, or MODULE:FUNCTION imported once the model is loaded) is applied to each batch.
+    Every value of the copy but the moving statistics is bit-identical; its weights carry the
+    repair's marker (the root attribute ``bn_decay_probe_repair``)."""
     started = time.perf_counter()
     out = keras_writer.output_path(out, path, overwrite)
     batch_size = check_batch_size(batch_size, "batch_size")

@@ -23,6 +23,7 @@ from typing import Any, Dict, Iterator, Mapping
 import numpy as np
 
 from ..checkpoints.keras_files import MARKER_ATTRIBUTE, WEIGHTS_MEMBER, KerasModelFile
+from ..checkpoints.paths import check_out_directory
 from ..checkpoints.sniff import KERAS_ZIP, import_h5py
 from ..checkpoints.zip_member import open_member
 from ..errors import CheckpointError, ProbeConfigError, first_line
@@ -45,11 +46,7 @@ def output_path(out: Any, source: str, overwrite: bool = False) -> str:
             os.path.exists(out) and os.path.samefile(out, source)):
         raise ProbeConfigError("out %s is the input file; the repair never writes over its "
                                "input: give a new path" % out)
-    directory = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(directory):
-        raise ProbeConfigError("out %s: directory %s does not exist" % (out, directory))
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise ProbeConfigError("out %s: directory %s is not writable" % (out, directory))
+    check_out_directory(out)
     if os.path.isdir(out):
         raise ProbeConfigError("out %s is a directory; give a file path" % out)
     if os.path.exists(out) and not overwrite:
