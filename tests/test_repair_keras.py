@@ -165,13 +165,17 @@ def test_a_tf_data_dataset_of_pairs(keras_saved):
     assert gap.relative_after <= gap.relative_before / 10
 
 
-def test_frozen_batch_norm_is_recalibrated_and_stays_frozen(keras_saved, tmp_path):
-    saved = keras_saved("keras3", "tiny", "frozen_start")
-    out = str(tmp_path / "fixed.keras")
-    result = recalibrate_checkpoint(saved.files["keras"], [images(32)], out)
+@pytest.mark.parametrize("framework, fmt", [("keras3", "keras"), ("tf_keras", "keras"),
+                                            ("tf_keras", "h5")])
+def test_frozen_batch_norm_is_recalibrated_and_stays_frozen(keras_saved, tmp_path, framework,
+                                                            fmt):
+    saved = keras_saved(framework, "tiny", "frozen_start")
+    assert diagnose_checkpoint(saved.files[fmt]).status == "findings"
+    out = str(tmp_path / ("fixed." + fmt))
+    result = recalibrate_checkpoint(saved.files[fmt], [images(32)], out)
     assert [layer.status for layer in result.layers] == ["repaired"] * 2
     assert result.gaps[0].relative_after <= result.gaps[0].relative_before / 10
-    repaired = load("keras3", out)
+    repaired = assert_only_statistics_differ(framework, saved.files[fmt], out)
     assert [layer.trainable for layer in keras_models.batch_norm_layers(repaired)] == [False] * 2
     d = diagnose_checkpoint(out)
     assert d.clean and d.findings == ()
@@ -269,3 +273,18 @@ def test_refusals_in_one_line(keras_saved, tmp_path):
         assert run.stderr.startswith("bn-decay-probe repair: error: " + message), run.stderr
         assert run.stderr.count("\n") == 1
     assert sorted(os.listdir(str(tmp_path))) == ["pics", "x.npy"]
+
+
+def test_batch_renormalization_is_left_as_it_was():
+    """tf_keras's renorm=True normalizes with corrected statistics in training mode: no
+    population of batch statistics to write; its neighbour is repaired."""
+    keras = keras_models.keras_module("tf_keras")
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.BatchNormalization(renorm=True, name="renorm")(inputs)
+    x = keras.layers.BatchNormalization(name="plain")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    result = recalibrate(model, [images(8)[:, :8, :8]], gap_batches=0)
+    assert [(l.name, l.status) for l in result.layers] == [("renorm", "skipped"),
+                                                           ("plain", "repaired")]
+    assert result.layer("renorm").reason.startswith("batch renormalization (renorm=True)")
+    assert not np.asarray(model.get_layer("renorm").moving_mean).any()

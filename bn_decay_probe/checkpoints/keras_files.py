@@ -21,8 +21,7 @@ from ..errors import CheckpointError, first_line
 from ..values import FrozenDict, frozen_array, to_json_values
 from . import keras_h5, keras_v3
 from .keras_v3 import text_value
-from .sniff import (KERAS_H5, KERAS_H5_WEIGHTS, KERAS_WEIGHTS, KERAS_ZIP, import_h5py,
-                    sniff)
+from .sniff import KERAS_H5, KERAS_WEIGHTS, KERAS_ZIP, import_h5py, sniff
 from .step_counter import StepCount, choose_step_count
 from .zip_member import open_member
 

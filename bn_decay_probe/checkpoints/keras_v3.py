@@ -8,9 +8,10 @@ epsilon and trainable flag come from the model config (``config.json``), walked 
 Keras's saving code walks the model. Without a config (a ``.weights.h5``), batch-norm layers are
 found by their key (``batch_normalization[_N]``), or failing that by their variables (four 1-D
 float vectors of one length), named by the ``name`` attribute Keras 3.12 writes on ``vars``, or
-by the key. A batch-norm layer's variables are ``[gamma] [beta] moving_mean moving_variance``:
-the moving statistics are always the last two (gamma or beta are left out with ``scale=False``
-/ ``center=False``). The optimizer's ``vars/0`` is its iteration counter (a mixed-precision
+by the key. A batch-norm layer's variables are ``[gamma] [beta] moving_mean moving_variance``
+(gamma or beta are left out with ``scale=False`` / ``center=False``), then, with tf_keras's
+``renorm=True``, ``moving_stddev renorm_mean renorm_stddev``: the moving statistics follow gamma
+and beta. The optimizer's ``vars/0`` is its iteration counter (a mixed-precision
 LossScaleOptimizer counts in ``optimizer/inner_optimizer/vars/0``; its own stays 0)."""
 from __future__ import annotations
 
@@ -40,7 +41,10 @@ class ConfigLayer:
     momentum: Optional[float]
     epsilon: Optional[float]
     trainable: bool  # its own flag and every enclosing model's
-    variables: Optional[int]  # 2 + center + scale, as configured
+    affine: int  # gamma and beta as configured (center, scale): the moving statistics follow
+    # affine + the moving statistics + tf_keras's renorm variables (moving_stddev, renorm_mean,
+    # renorm_stddev)
+    variables: int
 
 
 @dataclass(frozen=True)
@@ -102,11 +106,12 @@ def _walk(model: Dict[str, Any], group: str, names: List[str], trainable: bool, 
         layer_group = "%slayers/%s" % (group, key)
         layer_trainable = trainable and config.get("trainable", True) is not False
         if is_batch_norm(class_name, config):
+            affine = (config.get("center", True) is not False) + \
+                (config.get("scale", True) is not False)
             found.append(ConfigLayer(
                 name, "/".join(names + [name]), layer_group, number_or_none(config.get("momentum")),
-                number_or_none(config.get("epsilon")), layer_trainable,
-                2 + (config.get("center", True) is not False) +
-                (config.get("scale", True) is not False)))
+                number_or_none(config.get("epsilon")), layer_trainable, affine,
+                affine + 2 + 3 * bool(config.get("renorm"))))
         elif isinstance(config.get("layers"), list):
             _walk(entry, layer_group + "/", names + [name], layer_trainable, tf_keras, found)
 
@@ -134,9 +139,9 @@ def read_layers(weights: Any, configured: Optional[List[ConfigLayer]]
         if saved is not None and saved != layer.name:
             warnings.append("%s: the weights file names it %r, the config %r"
                             % (layer.group, saved, layer.name))
-        if layer.variables is not None and len(variables) != layer.variables:
-            warnings.append("%s (%s): %d variables, the config's center/scale give %d"
-                            % (layer.path, layer.name, len(variables), layer.variables))
+        if len(variables) != layer.variables:
+            warnings.append("%s (%s): %d variables, the config's center, scale and renorm give "
+                            "%d" % (layer.path, layer.name, len(variables), layer.variables))
         layers.append(_found(layer.name, layer.path, layer.group, variables, layer))
     known = {layer.group for layer in configured or ()}
     extra: List[Tuple[str, bool]] = []
@@ -160,7 +165,11 @@ def read_layers(weights: Any, configured: Optional[List[ConfigLayer]]
 
 def _found(name: str, path: str, group: str, variables: List[Any],
            config: Optional[ConfigLayer]) -> FoundLayer:
-    mean, variance = variables[-2], variables[-1]
+    """The moving statistics follow gamma and beta (as the config has them; without a config,
+    they are the last two: a renorm layer needs its config)."""
+    at = config.affine if config is not None and len(variables) >= config.affine + 2 else \
+        len(variables) - 2
+    mean, variance = variables[at], variables[at + 1]
     return FoundLayer(name, path, group, mean.name.lstrip("/"), variance.name.lstrip("/"),
                       np.asarray(mean[()]), np.asarray(variance[()]), config)
 

@@ -80,8 +80,8 @@ def recalibrate_keras_file(path: str, batches: Any, out: Any,
     saved = read_keras_file(path)
     model = load_model(saved)
     flavour = flavour_of(model)
+    _check_places(saved, batch_norm_layers(model))
     preprocess = preprocess if callable(preprocess) else load_preprocess(preprocess)
-    notes: List[str] = []
     stream, total = _file_batches(model, batches, batch_size, max_batches, preprocess)
     measured = _measure(flavour, model, stream, layers, gap_batches, total, progress)
     replacements, recalibrated = _replacements(saved, measured)
@@ -89,7 +89,7 @@ def recalibrate_keras_file(path: str, batches: Any, out: Any,
               "batches": measured.batches, "rows": measured.rows, "variance": "population",
               "keys": sorted(replacements)}
     keras_writer.write_copy(saved, out, replacements, marker, overwrite)
-    return _result("keras file", path, out, flavour, measured, notes,
+    return _result("keras file", path, out, flavour, measured, [],
                    time.perf_counter() - started)
 
 
@@ -162,10 +162,22 @@ def refusal(path: str, kind: str) -> str:
             "Python, recalibrate(model, batches), then save or export it again" % path)
 
 
+def _check_places(saved: KerasModelFile, layers: Sequence[LiveLayer]) -> None:
+    """Each batch-norm layer of the loaded model is one of the file's, by its path (a layer
+    inside a custom layer is not in the model config: the file keeps it by its key)."""
+    stored = {layer.path for layer in saved.layers}
+    missing = [live.path for live in layers if live.path not in stored]
+    if missing:
+        raise CheckpointError("layer %s of the loaded model has no place in %s (the file keeps "
+                              "its batch-norm layers as %s, ...); use recalibrate(model, "
+                              "batches) in Python" % (missing[0], saved.path, ", ".join(
+                                  layer.path for layer in saved.layers[:3])))
+
+
 def _replacements(saved: KerasModelFile, measured: KerasMeasured
                   ) -> Tuple[Dict[str, np.ndarray], List[str]]:
     """Dataset path -> value for each recalibrated layer, matched to the file's layers by
-    path; the layers' paths."""
+    path (:func:`_check_places`); the layers' paths."""
     by_path = {layer.path: layer for layer in saved.layers}
     replacements: Dict[str, np.ndarray] = {}
     recalibrated = []
@@ -174,12 +186,7 @@ def _replacements(saved: KerasModelFile, measured: KerasMeasured
         pooled = measured.pooled[index]
         if index in measured.skipped:
             continue
-        stored = by_path.get(live.path)
-        if stored is None:
-            raise CheckpointError("layer %s of the loaded model has no place in %s (the file "
-                                  "keeps its batch-norm layers as %s); use recalibrate(model, "
-                                  "batches) in Python" % (live.path, saved.path, ", ".join(
-                                      layer.path for layer in saved.layers[:3])))
+        stored = by_path[live.path]
         replacements[stored.mean_key] = pooled.mean.astype(stored.mean.dtype).reshape(
             stored.mean.shape)
         replacements[stored.variance_key] = pooled.variance.astype(
@@ -275,7 +282,13 @@ def _measure(flavour: Flavour, model: Any, stream: Iterator[Any],
              show: bool) -> KerasMeasured:
     layers = batch_norm_layers(model)
     active = _chosen(layers, names)
-    chosen = [layers[i] for i in active]
+    # Batch renormalization normalizes with corrected statistics in training mode, not the
+    # batch's: what inference should reproduce is not the batch statistics' population.
+    skipped = {i: "batch renormalization (renorm=True): its training mode does not normalize "
+                  "with the batch's statistics" for i in active
+               if getattr(layers[i].layer, "renorm", False)}
+    running = [i for i in active if i not in skipped]  # the pass's layers, in its order
+    chosen = [layers[i] for i in running]
     before = {i: (flavour.numpy(live.layer.moving_mean).astype(np.float64).reshape(-1),
                   flavour.numpy(live.layer.moving_variance).astype(np.float64).reshape(-1))
               for i, live in enumerate(layers)}
@@ -285,10 +298,10 @@ def _measure(flavour: Flavour, model: Any, stream: Iterator[Any],
     pooled = {i: PooledMoments(layers[i].channels) for i in active}
     with TrainingModePass(flavour, model, chosen) as run:
         outputs_train = run.run(gap_input)[0] if gap_input is not None else None
-        count, rows = _pool(run, itertools.chain(kept, stream), [pooled[i] for i in active],
+        count, rows = _pool(run, itertools.chain(kept, stream), [pooled[i] for i in running],
                             total, show)
-        skipped = {active[position]: "called with a mask, which the repair does not pool"
-                   for position in run.masked}
+        skipped.update({running[position]: "called with a mask, which the repair does not pool"
+                        for position in run.masked})
     skipped.update({i: "not run by the model's forward pass" for i in active
                     if not pooled[i].count and i not in skipped})
     with unchanged_on_error(flavour, chosen):
