@@ -21,6 +21,7 @@ from ..probe import engines
 from ..probe.config import (APIS, DATA_FORMATS, DEFAULT_EPSILON, DEFAULT_SHAPE, DEVICES, UPDATES,
                             ProbeConfig, check_decay, check_device, check_seed, check_shape,
                             check_tol, seeded_inputs)
+from ..probe.frameworks import FRAMEWORKS
 from ..probe.matrix import MATRIX_DECAYS, MATRIX_SHAPE, MATRIX_TOL
 from ..probe.sweep_result import SweepResult
 from ..report import plot
@@ -251,7 +252,8 @@ def _measure(config: ProbeConfig, decays: Sequence[float], show_progress: bool) 
     for all of them)."""
     from .. import backend
 
-    backend.tensorflow()  # imported before the bar starts, so its first ETA is the run's
+    if config.api not in FRAMEWORKS:  # the other frameworks need no TensorFlow
+        backend.tensorflow()  # imported before the bar starts, so its first ETA is the run's
     with progress.bar(len(decays), show_progress) as update:
         return SweepResult(engines.choose(config).run_decays(config, decays, update))
 
