@@ -254,6 +254,25 @@ def keras3() -> Any:
     return keras_3
 
 
+def keras_of_file(version: Any) -> Any:
+    """The Keras that loads a saved model: Keras 3 for a file Keras 3 wrote (``version`` 3.x),
+    Keras 2 otherwise (tf_keras from TF 2.16, tf.keras before). One line naming the package
+    when it is missing."""
+    if str(version).startswith("3."):
+        if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+            tensorflow()  # imported here, quietly, before Keras imports it
+        try:
+            import keras as keras_3
+        except ImportError:
+            keras_3 = None
+        if keras_3 is None or not str(getattr(keras_3, "__version__", "")).startswith("3."):
+            raise BackendUnavailableError("the file was written by Keras %s and needs Keras 3 "
+                                          "to load: pip install keras~=3.0 (TensorFlow "
+                                          "2.16+)" % version)
+        return keras_3
+    return keras()
+
+
 def _slim() -> Any:
     tensorflow()
     try:

@@ -15,7 +15,7 @@ from .step_counter import is_step_counter_name
 
 # Keys of object-based checkpoints (tf.train.Checkpoint, Keras save_weights) end in this.
 OBJECT_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
-_OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
+OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
 # A string tensor a repaired copy holds in addition (JSON: the keys recalibrated, batches, rows),
 # so that the doctor can tell statistics recomputed from data from trained ones.
 MARKER_KEY = "bn_decay_probe/repair"
@@ -64,7 +64,7 @@ def read_checkpoint(tf1: Any, prefix: str) -> CheckpointContents:
                 value = np.asarray(reader.get_tensor(key))
                 if np.issubdtype(value.dtype, np.integer):
                     counters[name] = int(value)
-        object_graph = (reader.get_tensor(_OBJECT_GRAPH) if reader.has_tensor(_OBJECT_GRAPH)
+        object_graph = (reader.get_tensor(OBJECT_GRAPH) if reader.has_tensor(OBJECT_GRAPH)
                         else None)
         repair = _repair_marker(reader.get_tensor(MARKER_KEY)) if MARKER_KEY in shapes else None
     except tf1.errors.OpError as exc:

@@ -2,9 +2,11 @@
 
 Counters, by preference: ``global_step`` (tf.train, Estimator, slim), then an optimizer's
 iteration counter (Keras: ``training/SGD/iter`` in a TF1 graph, ``optimizer/iter`` in an
-object-based checkpoint, ``.../iterations`` for Keras's older optimizers), then a ``step`` that a
-``tf.train.Checkpoint(step=...)`` keeps. A counter that is 0 loses to one that counted. No
-TensorFlow here.
+object-based checkpoint, ``.../iterations`` for Keras's older optimizers; Keras 2.11+ and Keras 3
+optimizers: ``optimizer/_iterations`` in object checkpoints and SavedModels), then a ``step`` that a ``tf.train.Checkpoint(step=...)`` keeps. Never
+``save_counter``, which counts saves. A counter that is 0 loses to one that counted (a
+mixed-precision LossScaleOptimizer's own ``_iterations`` stays 0; its inner optimizer's counts).
+No TensorFlow here.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ class StepCount:
 
 
 # Last name component -> preference (lower first).
-_COUNTERS = {"global_step": 0, "iter": 1, "iterations": 1, "step": 2}
+_COUNTERS = {"global_step": 0, "iter": 1, "iterations": 1, "_iterations": 1, "step": 2}
 
 
 def is_step_counter_name(name: str) -> bool:
@@ -60,4 +62,6 @@ def choose_step_count(counters: Dict[str, int], given: Optional[int] = None) -> 
 
 
 def _rank(name: str) -> int:
-    return _COUNTERS[name.rpartition("/")[2]]
+    # A name the readers of Keras files give an optimizer's counter ("iteration" in a tf_keras
+    # .h5) ranks as an optimizer's.
+    return _COUNTERS.get(name.rpartition("/")[2], _COUNTERS["iter"])

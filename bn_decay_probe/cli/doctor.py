@@ -1,4 +1,5 @@
-"""``bn-decay-probe doctor PATH``: diagnose the batch norm in a checkpoint from the shell.
+"""``bn-decay-probe doctor PATH``: diagnose the batch norm in a checkpoint, SavedModel or Keras
+file from the shell.
 
 Exit status: 0 clean (every check made, no finding), 1 findings, 2 bad input (one line on
 stderr), 3 incomplete (no finding, but something could not be checked: the verdict line and the
@@ -22,19 +23,23 @@ VERDICT = True
 
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     parser = Parser(prog=prog, description=(
-        "Diagnose batch norm's moving statistics in a TF1 checkpoint: never updated, trained in "
-        "inference mode, unshared train/test copies, bad variance, not converged. Exit 0 when "
-        "clean, 1 with findings, 2 on bad input, 3 when no finding but something could not be "
-        "checked (the output says what)."))
+        "Diagnose batch norm's moving statistics in a TF1 checkpoint, a TF 2 object checkpoint, "
+        "a SavedModel or a Keras .keras / .weights.h5 / .h5 file: never updated, trained in "
+        "inference mode (a Keras custom loop without training=True, batch norm frozen before it "
+        "trained), unshared train/test copies, bad variance, not converged. Exit 0 when clean, "
+        "1 with findings, 2 on bad input, 3 when no finding but something could not be checked "
+        "(the output says what)."))
     parser.add_argument("path", metavar="PATH",
                         help="checkpoint prefix (model.ckpt-1000), one of its files, or a "
-                             "directory (its latest checkpoint)")
+                             "directory (its latest checkpoint); a SavedModel directory; a "
+                             "Keras .keras, .weights.h5 or .h5 file")
     parser.add_argument("--decay", type=float, metavar="D",
                         help="the layers' decay (momentum) for the convergence check; default: "
-                             "each layer's own, from the .meta graph beside the checkpoint")
+                             "each layer's own, from the .meta graph beside the checkpoint or "
+                             "the Keras model's config")
     parser.add_argument("--steps", type=int, metavar="N",
-                        help="the number of train steps that ran; default: the checkpoint's "
-                             "step counter (global_step, a Keras optimizer's iter)")
+                        help="the number of train steps that ran; default: the step counter "
+                             "saved (global_step, a Keras optimizer's iterations)")
     parser.add_argument("--threshold", type=float, default=doctor.DEFAULT_THRESHOLD, metavar="T",
                         help="largest weight decay**steps left on the initial values "
                              "(default %g, about three time constants)"

@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import numbers
 import os
-import re
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from ..checkpoints import meta, paths
+from ..checkpoints import meta, paths, sniff, tf2_objects
 from ..checkpoints.graphwalk import ancestors
 from ..checkpoints.reader import read_checkpoint
 from ..checkpoints.step_counter import choose_step_count, is_step_counter_name
 from ..errors import CheckpointError, ProbeConfigError, first_line
-from ..names import MOVING
+from ..names import MOVING, natural_key
 from ..probe.config import check_decay
 from . import graph_reader, keras_support
+from .keras_facts import KerasFacts, keras_facts, read_saved_keras
+from .keras_findings import keras_value_findings
 from .diagnosis import (DECAY_FROM_GRAPH, DECAY_GIVEN, DECAY_UNKNOWN, Diagnosis, LayerSummary,
+                        recalibration_note,
                         Statistic, StepCount, ordered_findings)
 from .findings import (DEFAULT_THRESHOLD, NOT_RUN, RUN, LayerFacts,
                        can_check_convergence, value_findings, wiring_findings)
@@ -50,24 +52,43 @@ def _check_options(decay: Any, threshold: Any, steps: Any
 
 # ---------------------------------------------------------------------------------- checkpoint
 
+# What diagnose_checkpoint reads, for the message on anything else.
+READS = ("TensorFlow checkpoints (tf.train.Saver, tf.train.Checkpoint, save_weights), "
+         "SavedModel directories, and Keras .keras, .weights.h5 and .h5 files")
+
+
 def diagnose_checkpoint(path: Any, decay: Any = None, threshold: Any = DEFAULT_THRESHOLD,
                         steps: Any = None) -> Diagnosis:
-    """Diagnoses the batch-norm moving statistics in a checkpoint.
+    """Diagnoses the batch-norm moving statistics in a checkpoint or a saved Keras model.
 
     ``path`` is a checkpoint prefix (``model.ckpt-1000``), one of its files (``.index``,
-    ``.data-*``, ``.meta``), or a directory (its latest checkpoint, by the ``checkpoint`` file).
-    The step count comes from the checkpoint's step counter (``global_step``, a Keras optimizer's
-    ``iter``), unless ``steps`` is given. Each layer's decay comes from the ``.meta`` graph
-    beside the checkpoint (tf.train.Saver writes it), unless ``decay`` is given; the graph also
-    gives the layers' network order and tells which API built them and how they were trained.
+    ``.data-*``, ``.meta``), a directory (its latest checkpoint, by the ``checkpoint`` file), a
+    SavedModel directory, or a Keras ``.keras``, ``.weights.h5`` or ``.h5`` file (read without
+    TensorFlow); anything else is refused in one line naming what it is.
+    The step count comes from the step counter saved (``global_step``, a Keras optimizer's
+    ``iter`` / ``_iterations`` / ``iterations``), unless ``steps`` is given. Each layer's decay
+    comes from the ``.meta`` graph beside a TF1 checkpoint (tf.train.Saver writes it), or from the
+    momentum in a Keras model's config, unless ``decay`` is given; the graph also gives the
+    layers' network order and tells which API built them and how they were trained. TF 2.x Keras
+    models (a Keras file, a SavedModel, a TF 2 object checkpoint) get Keras's rules
+    (:mod:`.keras_findings`).
     """
     decay, threshold, steps = _check_options(decay, threshold, steps)
     prefix = paths.existing_prefix(path)
+    where, kind = _kind(prefix)
+    if kind.kind == sniff.SAVED_MODEL or kind.keras:
+        keras = keras_facts(read_saved_keras(where, kind), decay)
+        return _keras_diagnosis(keras, decay, threshold, steps)
     from .. import backend
 
     with backend.quiet() as tf1:
         if os.path.isdir(prefix):
             prefix = paths.latest_checkpoint(tf1, prefix)
+        # A TF 2 object checkpoint of a Keras model has no graph to read: Keras's rules.
+        saved = (None if os.path.isfile(prefix + ".meta") else
+                 tf2_objects.read_object_checkpoint(tf1, prefix))
+        if saved is not None:
+            return _keras_diagnosis(keras_facts(saved, decay), decay, threshold, steps)
         contents = read_checkpoint(tf1, prefix)
         graph, graph_note = _meta_graph(tf1, prefix)
         in_graph: Dict[str, graph_reader.BatchNormLayer] = {}
@@ -94,14 +115,30 @@ def diagnose_checkpoint(path: Any, decay: Any = None, threshold: Any = DEFAULT_T
     facts.sort(key=lambda item: item[0].sort_key)
     recalibrated = sum(layer.recalibrated for layer, _ in facts)
     if recalibrated:
-        notes.append("%d layer(s) recalibrated from data by bn-decay-probe repair (%s batch(es), "
-                     "%s row(s)): their statistics are the data's, so NEVER_UPDATED and "
-                     "PARTLY_CONVERGED (step count x decay) do not apply to them"
-                     % (recalibrated, contents.repair.get("batches", "?"),
-                        contents.repair.get("rows", "?")))
+        notes.append(recalibration_note(recalibrated, contents.repair or {}))
     step_count = choose_step_count(contents.step_counters, steps)
     return _diagnosis("checkpoint", prefix, step_count, decay, threshold, facts, [], notes,
                       prefix + ".meta" if graph is not None else None)
+
+
+def _kind(prefix: str) -> Tuple[str, sniff.PathKind]:
+    """(the path to read, what it is): a SavedModel also when given by its variables' prefix.
+    One line (exit 2) for a file the doctor does not read."""
+    saved_model = os.path.dirname(os.path.dirname(prefix))
+    if prefix.endswith(os.sep + tf2_objects.SAVED_MODEL_VARIABLES):
+        kind = sniff.sniff(saved_model)
+        if kind.kind == sniff.SAVED_MODEL:
+            return saved_model, kind
+    kind = sniff.sniff(prefix)
+    if kind.kind == sniff.OTHER:
+        raise CheckpointError("%s is %s; the doctor reads %s" % (prefix, kind.what, READS))
+    return prefix, kind
+
+
+def _keras_diagnosis(keras: KerasFacts, decay: Optional[float], threshold: float,
+                     steps: Optional[int]) -> Diagnosis:
+    return _diagnosis(keras.source, keras.path, choose_step_count(keras.counters, steps), decay,
+                      threshold, keras.layers, [], keras.notes, None, keras=keras)
 
 
 def _meta_graph(tf1: Any, prefix: str) -> Tuple[Any, Optional[str]]:
@@ -262,36 +299,43 @@ def _read_values(tf1: Any, graph: Any, session: Any, layers: Sequence[Any],
 def _diagnosis(source: str, path: Optional[str], steps: StepCount, decay: Optional[float],
                threshold: float, facts: List[Tuple[LayerFacts, Optional[str]]],
                wiring: List[Any], notes: List[str], graph_source: Optional[str],
-               values_read: bool = True) -> Diagnosis:
+               values_read: bool = True, keras: Optional[KerasFacts] = None) -> Diagnosis:
+    """``keras``: a TF 2.x Keras model's file, read without a graph (Keras's rules, the
+    momentum from its config, its own words for what it lacks)."""
     layers = [fact for fact, _ in facts]
-    findings = value_findings(layers, steps.value, threshold) + wiring
+    rules = keras_value_findings if keras else value_findings
+    findings = rules(layers, steps.value, threshold) + wiring
     with_value_finding = {f.layer for f in findings}
     unchecked = [layer for layer in layers if layer.read and layer.name not in with_value_finding
-                 and not layer.recalibrated and not can_check_convergence(layer, steps.value)]
-    decay_hint = ("not a constant in the graph" if source == "graph" else
+                 and layer.judged_by_steps and not can_check_convergence(layer, steps.value)]
+    decay_hint = (keras.decay_hint if keras else
+                  "not a constant in the graph" if source == "graph" else
                   "not a constant in the .meta graph" if graph_source else
                   "no .meta graph beside the checkpoint")
-    not_checked = (_not_checked(unchecked, steps, source, decay_hint) if values_read else
+    step_hint = (keras.step_hint if keras else
+                 "no global_step or optimizer iteration counter in the %s" % source)
+    not_checked = (_not_checked(unchecked, steps, step_hint, decay_hint) if values_read else
                    ["the values (no session given): NEVER_UPDATED, UNSHARED_BRANCHES, "
                     "BAD_VARIANCE, TRAINED_IN_INFERENCE_MODE, PARTLY_CONVERGED; give a session "
                     "whose variables hold the trained values"])
     if steps.source not in (None, "given") and len(steps.candidates) > 1:
         notes.append("step counters found: %s; used %s" % (", ".join(
             "%s = %d" % item for item in steps.candidates), steps.source))
+    found = keras.decay_found if keras else DECAY_FROM_GRAPH
     summaries = tuple(LayerSummary(
         fact.name, fact.channels, fact.kind, fact.decay,
-        DECAY_GIVEN if decay is not None else
-        DECAY_FROM_GRAPH if fact.decay is not None else DECAY_UNKNOWN,
+        DECAY_GIVEN if decay is not None else found if fact.decay is not None else DECAY_UNKNOWN,
         fact.update_ops, None if fact.mean is None else Statistic.of(fact.mean),
         None if fact.variance is None else Statistic.of(fact.variance), checkpoint_name,
         fact.mode if fact.switch is None else "switched by %s (default %s)"
         % (fact.switch, fact.switch_default)) for fact, checkpoint_name in facts)
     return Diagnosis(source, path, steps, decay, threshold, summaries,
                      ordered_findings(findings, [layer.name for layer in layers]),
-                     tuple(not_checked), tuple(notes), graph_source)
+                     tuple(not_checked), tuple(notes), graph_source,
+                     keras.file_format if keras else None)
 
 
-def _not_checked(unchecked: Sequence[LayerFacts], steps: StepCount, source: str,
+def _not_checked(unchecked: Sequence[LayerFacts], steps: StepCount, step_hint: str,
                  decay_hint: str) -> List[str]:
     """Why PARTLY_CONVERGED could not be checked, one reason per line."""
     if not unchecked:
@@ -299,9 +343,8 @@ def _not_checked(unchecked: Sequence[LayerFacts], steps: StepCount, source: str,
     count = "%d layer(s)" % len(unchecked)
     reasons = []
     if steps.value is None:
-        reasons.append("convergence (PARTLY_CONVERGED) of %s: step count unknown (no "
-                       "global_step or optimizer iteration counter in the %s); give --steps N"
-                       % (count, source))
+        reasons.append("convergence (PARTLY_CONVERGED) of %s: step count unknown (%s); give "
+                       "--steps N" % (count, step_hint))
     elif steps.value == 0:
         reasons.append("convergence (PARTLY_CONVERGED) of %s: the step counter %s is 0 although "
                        "statistics moved (the optimizer did not count steps); give --steps N"
@@ -311,8 +354,3 @@ def _not_checked(unchecked: Sequence[LayerFacts], steps: StepCount, source: str,
         reasons.append("convergence (PARTLY_CONVERGED) of %d layer(s): decay unknown (%s); give "
                        "--decay D" % (len(unknown), decay_hint))
     return reasons
-
-
-def natural_key(name: str) -> Tuple:
-    """Sorts "block_2" before "block_10"."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))

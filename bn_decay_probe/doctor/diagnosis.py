@@ -22,8 +22,9 @@ CODES = (TRAINED_IN_INFERENCE_MODE, NEVER_UPDATED, UNSHARED_BRANCHES, BAD_VARIAN
          PARTLY_CONVERGED, MISSING_UPDATE_DEPENDENCY, KERAS_UPDATES_NOT_COLLECTED)
 ERROR, WARNING = "error", "warning"
 
-# Where a layer's decay came from.
-DECAY_GIVEN, DECAY_FROM_GRAPH, DECAY_UNKNOWN = "given", "graph", "unknown"
+# Where a layer's decay came from (Keras files and SavedModels: the momentum of the model config).
+DECAY_GIVEN, DECAY_FROM_GRAPH, DECAY_FROM_CONFIG, DECAY_UNKNOWN = \
+    "given", "graph", "config", "unknown"
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,9 @@ def _number(value: float) -> str:
 class LayerSummary:
     name: str  # the layer: its variables' common prefix (or Keras layer name, when mapped)
     channels: Optional[int]
-    kind: Optional[str]  # "contrib" (slim), "tf.layers", "tf.keras"; None when no graph was read
+    # "contrib" (slim), "tf.layers", "tf.keras"; "keras" (TF 2.x Keras: a Keras file, a
+    # SavedModel, a TF 2 object checkpoint); None when no graph was read
+    kind: Optional[str]
     decay: Optional[float]  # the decay used for PARTLY_CONVERGED
     decay_source: str  # DECAY_GIVEN, DECAY_FROM_GRAPH or DECAY_UNKNOWN
     # graph: names of the ops that run the moving-average updates (a control flow v2 If op
@@ -121,8 +124,8 @@ class LayerSummary:
 
 @dataclass(frozen=True)
 class Diagnosis:
-    source: str  # "checkpoint" | "graph"
-    path: Optional[str]  # the checkpoint prefix that was read
+    source: str  # "checkpoint" | "graph" | "keras" (a Keras file) | "savedmodel"
+    path: Optional[str]  # the checkpoint prefix, Keras file or SavedModel directory read
     steps: StepCount
     decay: Optional[float]  # as given by the caller
     threshold: float
@@ -131,6 +134,9 @@ class Diagnosis:
     not_checked: Tuple[str, ...]  # checks that could not be made, and why (in the verdict)
     notes: Tuple[str, ...]  # what else the reader should know
     graph_source: Optional[str] = None  # checkpoint: the .meta file read, else None
+    # what the values were read as, when not a TF1 checkpoint or graph: "Keras 3.12.4 .keras
+    # file", "SavedModel", "TF 2 object checkpoint"
+    file_format: Optional[str] = None
 
     @property
     def global_step(self) -> Optional[int]:
@@ -156,6 +162,7 @@ class Diagnosis:
 
     def to_dict(self) -> Dict[str, Any]:
         return {"source": self.source, "path": self.path, "graph_source": self.graph_source,
+                "file_format": self.file_format,
                 "status": self.status, "clean": self.clean, "global_step": self.steps.value,
                 "steps": self.steps.to_dict(), "decay": self.decay, "threshold": self.threshold,
                 "layers": [layer.to_dict() for layer in self.layers],
@@ -168,3 +175,11 @@ def ordered_findings(findings: List[Finding], layer_order: List[str]) -> Tuple[F
     position = {name: i for i, name in enumerate(layer_order)}
     return tuple(sorted(findings, key=lambda f: (position.get(f.layer, len(position)),
                                                  CODES.index(f.code))))
+
+
+def recalibration_note(count: int, marker: Dict[str, Any]) -> str:
+    """The note on layers whose statistics ``bn-decay-probe repair`` recomputed (its marker)."""
+    return ("%d layer(s) recalibrated from data by bn-decay-probe repair (%s batch(es), %s "
+            "row(s)): their statistics are the data's, so NEVER_UPDATED and PARTLY_CONVERGED "
+            "(step count x decay) do not apply to them"
+            % (count, marker.get("batches", "?"), marker.get("rows", "?")))

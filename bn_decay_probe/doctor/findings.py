@@ -53,10 +53,21 @@ class LayerFacts:
     # recomputed from data by `bn-decay-probe repair`: the values are the data's, not the
     # outcome of training steps, so NEVER_UPDATED and PARTLY_CONVERGED do not apply
     recalibrated: bool = False
+    # Keras: the layer's trainable flag and its enclosing models' (None: not known). TF 2.x
+    # Keras runs a frozen batch-norm layer in inference mode: its statistics never change.
+    trainable: Optional[bool] = None
 
     @property
     def read(self) -> bool:
         return self.mean is not None and self.variance is not None
+
+    @property
+    def judged_by_steps(self) -> bool:
+        """Whether step count x decay says how far the statistics converged: not for
+        statistics the repair recomputed from data, nor for a Keras layer frozen after they
+        trained (fine-tuning), which keeps those from before the freeze."""
+        frozen_after_training = self.trainable is False and self.read and not is_initial(self)
+        return not self.recalibrated and not frozen_after_training
 
 
 def value_findings(layers: Sequence[LayerFacts], steps: Optional[int],
@@ -83,7 +94,7 @@ def value_findings(layers: Sequence[LayerFacts], steps: Optional[int],
 def can_check_convergence(layer: LayerFacts, steps: Optional[int]) -> bool:
     # A step counter at 0 with moved statistics means the optimizer did not count steps.
     return (steps is not None and steps > 0 and layer.decay is not None
-            and not layer.recalibrated)
+            and layer.judged_by_steps)
 
 
 def is_initial(layer: LayerFacts) -> bool:

@@ -9,7 +9,8 @@ from collections import Counter, OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..text import resolve_width, wrap
-from .diagnosis import CODES, DECAY_FROM_GRAPH, DECAY_GIVEN, Diagnosis, Finding, LayerSummary
+from .diagnosis import (CODES, DECAY_FROM_CONFIG, DECAY_FROM_GRAPH, DECAY_GIVEN, Diagnosis,
+                        Finding, LayerSummary)
 
 _LIST_LINES = 3  # layer-list lines per group before "... and N more"
 
@@ -65,7 +66,8 @@ def verdict(d: Diagnosis) -> str:
 
 
 def _context(d: Diagnosis) -> List[str]:
-    where = ("checkpoint %s" % d.path if d.source == "checkpoint" else "graph") + \
+    where = ("%s %s" % (d.file_format, d.path) if d.file_format else
+             "checkpoint %s" % d.path if d.source == "checkpoint" else "graph") + \
         (" (with its .meta graph)" if d.graph_source else "")
     return [where, d.steps.text(), _decay_text(d.layers), "threshold %g" % d.threshold]
 
@@ -88,7 +90,8 @@ def _decay_text(layers: Sequence[LayerSummary]) -> str:
     for layer in layers:
         key = (layer.decay_source, layer.decay)
         counts[key] = counts.get(key, 0) + 1
-    words = {DECAY_GIVEN: "given", DECAY_FROM_GRAPH: "from the graph"}
+    words = {DECAY_GIVEN: "given", DECAY_FROM_GRAPH: "from the graph",
+             DECAY_FROM_CONFIG: "(momentum) from the model config"}
     parts = []
     for (source, decay), count in counts.items():
         text = ("decay %.6g %s" % (decay, words[source]) if decay is not None
@@ -146,7 +149,7 @@ def _factor(names: Sequence[str]) -> Tuple[str, str, List[str]]:
 
 def layer_table(d: Diagnosis, width: int = 100) -> List[str]:
     """One row per layer: name, checkpoint key (object checkpoints), channels, decay (g: graph,
-    d: given), each moving statistic's range with its NaN / inf count, and the finding codes."""
+    c: a Keras model config, d: given), each moving statistic's range with its NaN / inf count, and the finding codes."""
     codes: Dict[str, List[str]] = {}
     for f in d.findings:
         codes.setdefault(f.layer, []).append(f.code)
@@ -160,7 +163,7 @@ def layer_table(d: Diagnosis, width: int = 100) -> List[str]:
     key_prefix = os.path.commonprefix(keys).rstrip("0123456789") if any(keys) else ""
     if key_prefix:
         lines.append("checkpoint keys: %s<key>/..." % key_prefix)
-    mark = {DECAY_GIVEN: " d", DECAY_FROM_GRAPH: " g"}
+    mark = {DECAY_GIVEN: " d", DECAY_FROM_GRAPH: " g", DECAY_FROM_CONFIG: " c"}
     header = ["layer"] + (["key"] if any(keys) else []) + [
         "ch", "decay", "moving_mean", "moving_variance", "finding"]
     rows = [[middle] + ([key[len(key_prefix):]] if any(keys) else []) + [

@@ -17,6 +17,9 @@ from ..checkpoints.graphwalk import Walker
 from ..errors import ProbeConfigError
 from . import writer
 from .data import DataFile, input_batches, open_data
+from .keras_live import is_keras_model
+from .keras_repair import (keras_data, keras_file_kind, no_tensor_names, recalibrate_keras,
+                           recalibrate_keras_file)
 from .plan import AUTO, Plan, make_plan
 from .result import (REPAIRED, SKIPPED, LayerRepair, OutputGap, RepairResult,
                      frozen_or_none)
@@ -29,15 +32,19 @@ DEFAULT_GAP_BATCHES = 1
 _FLAGS = ("inputs", "training", "outputs")
 
 
-def recalibrate(session: Any, batches: Iterable[Any], inputs: Any, training: Any = None,
+def recalibrate(session: Any, batches: Iterable[Any], inputs: Any = None, training: Any = None,
                 layers: Optional[Sequence[str]] = None, outputs: Any = None,
                 gap_batches: int = DEFAULT_GAP_BATCHES, progress: bool = False) -> RepairResult:
     """Recalibrates the moving statistics of the batch-norm layers of ``session``'s graph from
-    ``batches``, assigning the new values to the variables in the session.
+    ``batches``, assigning the new values to the variables in the session; or, when ``session``
+    is a live Keras model (Keras 3 on any backend, or Keras 2 running eagerly), to the model's
+    layers: ``recalibrate(model, batches)``, where ``inputs``, ``training`` and ``outputs`` do
+    not apply (docs/repair.md).
 
-    ``batches``: any iterable of arrays (a list, a generator, a tf.data numpy iterator), read one
-    at a time; with several input tensors, each item is a tuple of arrays. ``inputs``: the input
-    tensor(s) (tensors or names). ``training``: the boolean training switch(es); None finds the
+    ``batches``: any iterable of arrays (a list, a generator, a tf.data numpy iterator; for a
+    Keras model also a tf.data.Dataset, whose (x, y) items give x), read one at a time; with
+    several input tensors, each item is a tuple of arrays. ``inputs``: the input tensor(s)
+    (tensors or names) of the session's graph. ``training``: the boolean training switch(es); None finds the
     one boolean placeholder the layers' conds depend on (such as Keras's learning phase).
     ``layers``: names of the layers to recalibrate (default all). ``outputs``: the tensors on
     which the inference/training gap is measured on the first ``gap_batches`` batches; None
@@ -49,6 +56,9 @@ def recalibrate(session: Any, batches: Iterable[Any], inputs: Any, training: Any
     runs and no other variable changes.
     """
     _check_options(gap_batches)
+    if is_keras_model(session):
+        no_tensor_names(inputs, training, outputs, _FLAGS)
+        return recalibrate_keras(session, batches, layers, gap_batches, progress)
     if not hasattr(session, "run") or getattr(session, "graph", None) is None:
         raise ProbeConfigError("session must be a tf.compat.v1.Session, got %r" % (session,))
     if inputs is None:
@@ -71,10 +81,13 @@ def recalibrate_checkpoint(checkpoint: Any, batches: Any, out: Any, inputs: Any 
                            outputs: Any = None, batch_size: Optional[int] = None,
                            max_batches: Optional[int] = None,
                            gap_batches: int = DEFAULT_GAP_BATCHES, overwrite: bool = False,
-                           progress: bool = False,
-                           flags: Sequence[str] = _FLAGS) -> RepairResult:
+                           progress: bool = False, flags: Sequence[str] = _FLAGS,
+                           preprocess: Any = None) -> RepairResult:
     """Recalibrates the batch-norm statistics of ``checkpoint`` (a prefix with .index, data and
-    .meta) and writes the repaired copy at the prefix ``out``; the input is never written.
+    .meta) and writes the repaired copy at the prefix ``out``; the input is never written. A
+    Keras ``.keras`` or ``.h5`` model file is repaired by :func:`~.keras_repair.
+    recalibrate_keras_file` (``out`` a file of the same format; ``batches`` also a directory of
+    images; ``preprocess``: MODULE:FUNCTION, "none" or a function, applied to each batch).
 
     ``batches``: a data file (``FILE.npy``, split into batches of ``batch_size`` rows; ``FILE.npz``,
     one batch per array; ``FILE.npz:NAME``, that array split; or an opened
@@ -86,6 +99,14 @@ def recalibrate_checkpoint(checkpoint: Any, batches: Any, out: Any, inputs: Any 
     ``bn_decay_probe/repair`` saying what was recalibrated. See :func:`recalibrate`.
     """
     _check_options(gap_batches)
+    if keras_file_kind(checkpoint) is not None:
+        no_tensor_names(inputs, training, outputs, flags)
+        return recalibrate_keras_file(
+            os.fspath(checkpoint), keras_data(batches), out, layers, batch_size, max_batches,
+            gap_batches, overwrite, progress, preprocess)
+    if preprocess is not None:
+        raise ProbeConfigError("preprocess applies to Keras model files; a checkpoint's graph "
+                               "takes the data as it is")
     prefix = paths.input_prefix(checkpoint)
     out = paths.output_prefix(out, prefix, overwrite)
     from .data import check_batch_size
@@ -193,21 +214,10 @@ def _result(source: str, checkpoint: Optional[str], out: Optional[str], plan: Pl
             any(s.bessel for s in layer.statistics), frozen_or_none(mean),
             frozen_or_none(variance), frozen_or_none(pooled.mean if pooled else None),
             frozen_or_none(pooled.variance if pooled else None)))
-    gaps = tuple(_gap(name, sums) for name, sums in measured.gaps.items())
+    gaps = tuple(OutputGap.of(name, sums) for name, sums in measured.gaps.items())
     all_notes = list(plan.notes) + notes
     if plan.switches and plan.outputs and not gaps:
         all_notes.append("gap_batches is 0: the inference/training gap was not measured")
     return RepairResult(source, checkpoint, out, tuple(t.name for t in plan.inputs),
                         tuple(t.name for t in plan.switches), measured.batches, measured.rows,
                         tuple(layers), gaps, tuple(all_notes), round(seconds, 3))
-
-
-def _gap(name: str, sums: Any) -> OutputGap:
-    count = max(sums.values, 1)
-    scale = np.sqrt(sums.square_train / count)
-    before = float(np.sqrt(sums.square_before / count))
-    after = float(np.sqrt(sums.square_after / count))
-    relative = (lambda value: value / scale if scale > 0 else (0.0 if value == 0 else np.inf))
-    return OutputGap(name, sums.batches, sums.rows, sums.runs == 1, sums.values, before, after,
-                     float(relative(before)), float(relative(after)), sums.max_before,
-                     sums.max_after)

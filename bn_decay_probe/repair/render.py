@@ -25,10 +25,12 @@ def render_repair(result: RepairResult, width: Optional[int] = None) -> str:
     layer table wider than that folds, each part repeating the layer column."""
     width = output_width() if width is None else width
     r = result
-    head = ("checkpoint %s -> %s" % (r.checkpoint, r.out) if r.source == "checkpoint"
-            else "session graph") + " | input %s | switch %s | %d batch(es), %d row(s)" % (
-        ", ".join(r.inputs), ", ".join(r.switches) or "none (training mode only)", r.batches,
-        r.rows)
+    where = {"checkpoint": "checkpoint %s -> %s" % (r.checkpoint, r.out),
+             "keras file": "%s -> %s" % (r.checkpoint, r.out), "keras": "Keras model"}
+    head = where.get(r.source, "session graph") + " | input %s | %s | %d batch(es), %d row(s)" % (
+        ", ".join(r.inputs) or "?",
+        "batch norm in training mode" if r.source in ("keras", "keras file") else
+        "switch %s" % (", ".join(r.switches) or "none (training mode only)"), r.batches, r.rows)
     header = ["layer", "ch", "values/ch", "moving_mean before -> after",
               "moving_variance before -> after"]
     rows = []

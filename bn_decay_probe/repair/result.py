@@ -69,6 +69,21 @@ class OutputGap:
     max_before: float
     max_after: float
 
+    @staticmethod
+    def of(output: str, sums: Any) -> "OutputGap":
+        """The gap of ``output`` from the repair's running sums (runner.GapSums)."""
+        count = max(sums.values, 1)
+        scale = np.sqrt(sums.square_train / count)
+        before = float(np.sqrt(sums.square_before / count))
+        after = float(np.sqrt(sums.square_after / count))
+
+        def relative(value: float) -> float:
+            return float(value / scale) if scale > 0 else (0.0 if value == 0 else math.inf)
+
+        return OutputGap(output, sums.batches, sums.rows, sums.runs == 1, sums.values, before,
+                         after, relative(before), relative(after), sums.max_before,
+                         sums.max_after)
+
     @property
     def ratio(self) -> float:
         """after / before of the RMS gap (0 when the repair closed it, 1 when nothing changed)."""
@@ -89,9 +104,10 @@ class OutputGap:
 
 @dataclass(frozen=True)
 class RepairResult:
-    source: str  # "checkpoint" | "session"
-    checkpoint: Optional[str]  # the input checkpoint prefix
-    out: Optional[str]  # the written checkpoint prefix
+    # "checkpoint" | "session" | "keras file" (a .keras / .h5 model) | "keras" (a live model)
+    source: str
+    checkpoint: Optional[str]  # the input checkpoint prefix, or Keras file
+    out: Optional[str]  # the written checkpoint prefix, or Keras file
     inputs: Tuple[str, ...]
     switches: Tuple[str, ...]
     batches: int
@@ -119,7 +135,8 @@ class RepairResult:
     @property
     def verdict(self) -> str:
         """One line: what was recalibrated, and everything that was not done or checked."""
-        where = " into %s" % self.out if self.out else " in the session"
+        where = (" into %s" % self.out if self.out else
+                 " in the model" if self.source == "keras" else " in the session")
         text = "done: recalibrated %d of %d batch-norm layer(s) from %d batch(es), %d row(s)%s" % (
             len(self.repaired), len(self.layers), self.batches, self.rows, where)
         if self.skipped:

@@ -150,7 +150,7 @@ def run(tf1: Any, session: Any, walker: Walker, plan: Plan, batches: Iterable[Tu
                      "run the gap batch in inference mode")
         for output, train, old, new in zip(plan.outputs, outputs_train[index],
                                            outputs_before[index], after):
-            _add_gap(gaps.setdefault(output.name, GapSums(batches=len(kept))), train, old, new)
+            add_gap(gaps.setdefault(output.name, GapSums(batches=len(kept))), train, old, new)
     return Measured(before, pooled, gaps, count, rows, written)
 
 
@@ -249,7 +249,7 @@ def _pool(moments: PooledMoments, layer: Layer, statistic: Statistic, mean: np.n
     moments.add(count, mean, unbessel(variance, count) if statistic.bessel else variance)
 
 
-def _add_gap(sums: GapSums, train: np.ndarray, before: np.ndarray, after: np.ndarray) -> None:
+def add_gap(sums: GapSums, train: np.ndarray, before: np.ndarray, after: np.ndarray) -> None:
     train = np.asarray(train, np.float64)
     old = np.asarray(before, np.float64) - train
     new = np.asarray(after, np.float64) - train
