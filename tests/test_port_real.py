@@ -44,7 +44,8 @@ def ports(real_model, tmp_path_factory):
         safetensors.torch.save_file({k: v.contiguous() for k, v in port.state_dict.items()},
                                     os.path.join(directory, name + ".safetensors"))
     return {"resnet": (resnet, {"mapping": resnet.map_path}), "mobilenet": (mobilenet, {}),
-            "directory": directory}
+            "directory": directory,
+            "mobilenet_weights": real_model("keras_mobilenet_v2", "too_few_steps").weights_prefix}
 
 
 def _findings(check):
@@ -144,6 +145,33 @@ def test_files_of_the_port(ports):
     assert {f.code for f in check.findings} == {"EPSILON_MISMATCH"}  # 1e-3 vs assumed 1e-5
     # A live Keras model as the source: its layers' own epsilon and momentum.
     assert check_port(mobilenet.keras_model, mobilenet.module).clean
+
+
+def test_keras_files_and_keras_3_as_the_source(ports, tmp_path):
+    """The Keras model saved as users save it (tf_keras .keras and .h5; Keras 3 .keras with the
+    same weights), and its object checkpoint, against the onnx2torch port."""
+    import keras
+
+    port = ports["mobilenet"][0]
+    paths = [str(tmp_path / "tf_keras.keras"), str(tmp_path / "tf_keras.h5")]
+    for path in paths:
+        port.keras_model.save(path)
+    keras3 = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35,
+                                            classes=port_models.CLASSES)
+    keras3.set_weights(port.keras_model.get_weights())
+    paths.append(str(tmp_path / "keras3.keras"))
+    keras3.save(paths[-1])
+    for path in paths:
+        check = check_port(path, port.module)
+        assert check.clean, (path, _findings(check), check.not_checked)
+        assert {p.paired_by for p in check.pairs} == {"name"} and len(check.pairs) == 52
+    planted = port_models.planted(port, "momentum_not_inverted")[0]
+    assert {f.code for f in check_port(paths[0], planted).findings} == {
+        "MOMENTUM_NOT_INVERTED"}
+    # save_weights' object checkpoint holds no epsilon or momentum: the verdict says so.
+    check = check_port(ports["mobilenet_weights"], port.module)
+    assert check.status == "incomplete" and not check.findings
+    assert "an object checkpoint keeps only variables" in check.not_checked[0]
 
 
 def test_a_state_dict_missing_a_layer_and_with_swapped_names(ports, tmp_path):

@@ -16,7 +16,7 @@ from typing import Any, List
 from .batch_norm import BatchNormRecord, LayerFile, record
 from .reader import OBJECT_SUFFIX, open_reader, plain_name, read_checkpoint
 
-_NUMBERED = re.compile(r"layer_with_weights-(\d+)$")
+_NUMBERED = re.compile(r"(?:^|/)layer_with_weights-(\d+)$")
 
 
 def read_tf_checkpoint(tf1: Any, prefix: str) -> LayerFile:
@@ -35,7 +35,7 @@ def read_tf_checkpoint(tf1: Any, prefix: str) -> LayerFile:
         name = contents.variable_prefixes.get(key, key)
         layers.append(record(name, mean, variance, keys=(key,) if key != name else (),
                              **affine))
-    numbered = [_NUMBERED.match(layer_key) for layer_key in contents.statistics]
+    numbered = [_NUMBERED.search(layer_key) for layer_key in contents.statistics]
     ordered = bool(numbered) and all(numbered)
     if ordered:  # an object checkpoint of a Keras model: its keys number the layers
         index = {layer.name: int(match.group(1)) for layer, match in zip(layers, numbered)}

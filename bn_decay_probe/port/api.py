@@ -91,6 +91,9 @@ def _no_graph(side: LayerFile, graph: Optional[str]) -> str:
     """Why a TF checkpoint holds no epsilon or decay, said after "stores none"."""
     if not side.format.startswith("TF"):
         return ""
+    if side.format.startswith("TF object checkpoint"):
+        return (" (an object checkpoint keeps only variables: the live Keras model, or its "
+                ".keras or .h5 file, holds them)")
     if graph:
         return " (its .meta graph has no such layer, or builds it otherwise than TF's layers)"
     return " (a TF checkpoint keeps them in its .meta graph, and it has none)"

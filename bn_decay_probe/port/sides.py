@@ -13,7 +13,8 @@ import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..checkpoints import paths
-from ..checkpoints.batch_norm import NO_DECAY, ONE_MINUS_DECAY, LayerFile
+from ..checkpoints.batch_norm import DECAY, NO_DECAY, ONE_MINUS_DECAY, LayerFile, record
+from ..checkpoints.keras_files import KerasModelFile, read_keras_file
 from ..checkpoints.onnx_model import read_onnx
 from ..checkpoints.safetensors_file import read_safetensors
 from ..checkpoints.state_dict import read_state_dict
@@ -23,13 +24,35 @@ from . import live
 from .result import PortSide
 
 TORCH_EPSILON = 1e-5  # BatchNorm2d's default, assumed for a state dict (--target-eps)
+
+
+# checkpoints.sniff's kinds, as the port's output names them
+_KERAS_FORMATS = {"keras": "Keras .keras file", "weights.h5": "Keras .weights.h5 file",
+                  "h5": "Keras .h5 file", "h5 weights": "Keras .h5 weights file",
+                  "savedmodel": "SavedModel", "tf checkpoint": "TF object checkpoint (Keras)"}
+
+
+def keras_file(model: KerasModelFile) -> LayerFile:
+    """A Keras file's layers (checkpoints.keras_files) as records: moving statistics, epsilon
+    and momentum (Keras's: the decay) from its config; gamma and beta are not read."""
+    layers = tuple(record(layer.path, layer.mean, layer.variance, epsilon=layer.epsilon,
+                          momentum=layer.momentum,
+                          convention=DECAY if layer.momentum is not None else "",
+                          keys=tuple(k for k in (layer.name, layer.mean_key,
+                                                 layer.variance_key) if k != layer.path))
+                   for layer in model.layers)
+    return LayerFile(model.path, _KERAS_FORMATS.get(model.format, model.format), layers,
+                     model.network_order, model.warnings)
+
+
 # file name endings -> the reader of that format
 READERS: List[Tuple[Tuple[str, ...], Callable[[str], LayerFile]]] = [
     ((".pt", ".pth", ".bin"), read_state_dict),
     ((".safetensors",), read_safetensors),
     ((".onnx",), read_onnx),
+    ((".keras", ".h5", ".hdf5"), lambda path: keras_file(read_keras_file(path))),
 ]
-KERAS_FILES = (".keras", ".h5")
+SAVED_MODEL = "SavedModel"
 # The formats that store no epsilon and no momentum, for PyTorch modules to load: the target's
 # epsilon defaults to PyTorch's, and --target-eps / --target-momentum may say them.
 UNSTORED = ("PyTorch state dict", "safetensors")
@@ -49,10 +72,8 @@ def kind(side: Any, role: str) -> str:
         return found
     path = os.fspath(side)
     lower = path.lower()
-    if lower.endswith(KERAS_FILES):
-        raise ProbeConfigError("%s %s: Keras files are not read by port yet; load the model "
-                               "(keras.models.load_model) and pass it to check_port() as a live "
-                               "Keras model" % (role, path))
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return SAVED_MODEL
     for suffixes, _ in READERS:
         if lower.endswith(suffixes):
             if not os.path.isfile(path):
@@ -70,12 +91,18 @@ def read(side: Any, found: str) -> Tuple[LayerFile, Optional[str]]:
         return live.keras_layers(side), None
     if found == TF_CHECKPOINT:
         return _tf_checkpoint(side)
+    if found == SAVED_MODEL:
+        return _saved_model(os.fspath(side)), None
     reader = next(r for suffixes, r in READERS if suffixes[0] == found)
     return reader(os.fspath(side)), None
 
 
 def _tf_checkpoint(path: Any) -> Tuple[LayerFile, Optional[str]]:
+    """A tf.train.Saver checkpoint (with its .meta where there is one), or an object-based
+    one: a Keras model's (tf_keras save_weights, tf.train.Checkpoint) is read with the Keras
+    reader, which knows its layers' names and order."""
     from .. import backend
+    from ..checkpoints.tf2_objects import read_object_checkpoint
     from ..checkpoints.tf_batch_norm import read_tf_checkpoint
     from .tf_graph import with_graph
 
@@ -84,7 +111,21 @@ def _tf_checkpoint(path: Any) -> Tuple[LayerFile, Optional[str]]:
     with backend.quiet() as tf1:
         if os.path.isdir(prefix):
             prefix = paths.latest_checkpoint(tf1, prefix)
-        return with_graph(tf1, read_tf_checkpoint(tf1, prefix))
+        layers, graph = with_graph(tf1, read_tf_checkpoint(tf1, prefix))
+        if graph is None and layers.format == "TF object checkpoint":
+            keras = read_object_checkpoint(tf1, prefix)
+            if keras is not None:
+                return keras_file(keras), None
+        return layers, graph
+
+
+def _saved_model(directory: str) -> LayerFile:
+    from .. import backend
+    from ..checkpoints.tf2_objects import read_saved_model
+
+    backend.silence_native_logs()
+    with backend.quiet() as tf1:
+        return keras_file(read_saved_model(tf1, directory))
 
 
 def check_target_values(target_eps: Any, target_momentum: Any) -> Tuple[Optional[float],
