@@ -216,7 +216,8 @@ def test_cli_end_to_end(ports):
     out = _cli(*common, "--target-momentum", "0.003", "--json", "-")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert data["status"] == "clean" and data["target"]["momentum"] == "given 0.003"
+    assert data["status"] == "clean"
+    assert data["target"]["momentum"] == "given 0.003 (PyTorch's: 1 - decay)"
     out = _cli(resnet.source, target, "--target-momentum", "0.003")  # no map
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.startswith("bn-decay-probe port: error: cannot pair by network order and "

@@ -91,7 +91,11 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     parser.add_argument("--api", default=None, metavar="|".join(APIS),
                         help="contrib: tf.contrib.layers.batch_norm (default); layers: "
                              "tf.layers.batch_normalization; keras: tf.keras.layers."
-                             "BatchNormalization; nn: tf.nn.fused_batch_norm / tf.nn.moments")
+                             "BatchNormalization; nn: tf.nn.fused_batch_norm / tf.nn.moments; "
+                             "keras3: Keras 3 on TensorFlow; other frameworks (extras [torch], "
+                             "[jax]): torch (BatchNorm2d, momentum = 1 - decay), "
+                             "torch-cumulative (momentum=None), flax, haiku, keras3-jax, "
+                             "keras3-torch")
     parser.add_argument("--updates", default=None, metavar="|".join(UPDATES),
                         help="inplace: updates run with the train output (default); update_ops:"
                              " UPDATE_OPS run with the train step; forgotten: never run")

@@ -55,14 +55,13 @@ _TEXT = {
         "give the target layer the source's epsilon (PyTorch: BatchNorm2d(eps=E) or "
         "module.eps = E)"),
     codes.MOMENTUM_NOT_INVERTED: (
-        WARNING, "the target's momentum is the source's decay, but PyTorch's momentum is "
-        "1 - decay: training after the port would keep only 1 - decay of the running "
-        "statistics at each step (inference is not affected)",
+        WARNING, "PyTorch's momentum is 1 - decay, but the target's is the source's decay: "
+        "fine-tuning would keep only 1 - decay of the running statistics per step (inference "
+        "is unaffected)",
         "set momentum = 1 - decay (TF decay 0.997 is PyTorch momentum 0.003)"),
     codes.MOMENTUM_MISMATCH: (
-        WARNING, "the target's momentum stands for another decay than the source's, so "
-        "training after the port would average the statistics otherwise (inference is not "
-        "affected)",
+        WARNING, "the target's momentum stands for another decay than the source's: "
+        "fine-tuning would average the statistics otherwise (inference is unaffected)",
         "set the target's momentum to the source's decay as the target spells it (PyTorch: "
         "1 - decay; ONNX, Keras, Flax: the decay)"),
 }
@@ -214,8 +213,8 @@ def _momentum_finding(source: BatchNormRecord, target: BatchNormRecord,
     if abs(target.decay - decay) <= DECAY_TOLERANCE:  # type: ignore[operator]
         return None
     expected = 1.0 - decay if target.convention == ONE_MINUS_DECAY else decay
-    detail = "source decay %g: expected momentum %g, got %g" % (decay, expected,
-                                                               target.momentum)
+    detail = "source decay %.6g: expected momentum %.4g, got %.6g" % (decay, expected,
+                                                                    target.momentum)
     if "momentum" in target.defaults:
         detail += " (the format's default: the file stores no momentum)"
     if target.convention == ONE_MINUS_DECAY and abs(target.momentum - decay) <= DECAY_TOLERANCE:

@@ -68,10 +68,12 @@ def verdict(check: PortCheck) -> str:
 
 def _side(side: PortSide) -> str:
     graph = " with its .meta graph" if side.graph else ""
-    return ("%s %s (%s%s): %d batch-norm layer(s) | epsilon %s | momentum %s"
-            % (side.role, side.path, side.format, graph, side.layers,
-               _ORIGIN.get(side.epsilon, side.epsilon), _ORIGIN.get(side.momentum,
-                                                                    side.momentum)))
+    origins = [_ORIGIN.get(side.epsilon, side.epsilon), _ORIGIN.get(side.momentum,
+                                                                     side.momentum)]
+    values = ("epsilon and momentum %s" % origins[0] if origins[0] == origins[1]
+              else "epsilon %s, momentum %s" % tuple(origins))
+    return ("%s %s: %s%s, %d batch-norm layer(s); %s"
+            % (side.role, side.path, side.format, graph, side.layers, values))
 
 
 def _pairing(check: PortCheck) -> str:

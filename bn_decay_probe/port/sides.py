@@ -181,14 +181,12 @@ def with_target_values(layers: LayerFile, eps: Optional[float], momentum: Option
         records = [dataclasses.replace(r, epsilon=value) for r in records]
         origins["epsilon"] = "assumed %g (PyTorch's default)" % value if eps is None \
             else "given %g" % value
-        notes.append("the target (%s) stores no epsilon: %s" % (
-            layers.format, "%g given (--target-eps)" % eps if eps is not None else
-            "PyTorch's default %g assumed (--target-eps E if your modules use another)"
-            % TORCH_EPSILON))
+        if eps is None:
+            notes.append("a %s stores no epsilon: PyTorch's default %g is assumed; "
+                         "--target-eps E if your modules use another"
+                         % (layers.format, TORCH_EPSILON))
     if momentum is not None:
         records = [dataclasses.replace(r, momentum=momentum, convention=ONE_MINUS_DECAY)
                    for r in records]
-        origins["momentum"] = "given %g" % momentum
-        notes.append("the target's momentum is %g as given (--target-momentum), in PyTorch's "
-                     "sense (1 - decay)" % momentum)
+        origins["momentum"] = "given %g (PyTorch's: 1 - decay)" % momentum
     return dataclasses.replace(layers, layers=tuple(records)), notes, origins
