@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import pytest
 
-from bn_decay_probe import BackendUnavailableError, probe, sweep
+from bn_decay_probe import probe, sweep
 from bn_decay_probe.probe.frameworks import FRAMEWORKS
 from conftest import SHAPES, channel_inputs
 

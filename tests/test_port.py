@@ -197,7 +197,7 @@ def test_statistics_not_copied_and_kept_ones_within_float32():
 @pytest.mark.parametrize("args, message", [
     (["missing.ckpt", "missing.pt"], "checkpoint missing.ckpt not found"),
     (["README.md", "missing.pt"], "target missing.pt not found"),
-    (["README.md", "model.keras"], "target model.keras: Keras files are not read by port yet"),
+    (["README.md", "model.keras"], "target model.keras not found"),
     (["README.md", "README.md", "--target-momentum", "1.5"],
      "target momentum must be a number in [0, 1], got 1.5"),
     (["README.md", "README.md", "--target-eps", "0"],

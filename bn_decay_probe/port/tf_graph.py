@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 from ..checkpoints import meta
 from ..checkpoints.batch_norm import DECAY, LayerFile
@@ -56,22 +56,15 @@ def _epsilon(tf1: Any, graph: Any, scope: str) -> Optional[float]:
 
 def _scope_ops(graph: Any, prefix: str) -> Iterator[Any]:
     """The graph's ops named under ``prefix``, and every op of their If ops' branches."""
-    for op in graph.get_operations():
-        if not op.name.startswith(prefix):
-            continue
+    return _with_branches(op for op in graph.get_operations() if op.name.startswith(prefix))
+
+
+def _with_branches(ops: Iterable[Any]) -> Iterator[Any]:
+    """``ops``, each If op followed by the ops of its branches (and of theirs)."""
+    for op in ops:
         yield op
         if op.type in IF_OPS:
             for attr in BRANCHES:
                 branch = branch_graph(op, attr)
                 if branch is not None:
-                    yield from _branch_ops(branch)
-
-
-def _branch_ops(branch: Any) -> Iterator[Any]:
-    for op in branch.get_operations():
-        yield op
-        if op.type in IF_OPS:
-            for attr in BRANCHES:
-                inner = branch_graph(op, attr)
-                if inner is not None:
-                    yield from _branch_ops(inner)
+                    yield from _with_branches(branch.get_operations())

@@ -10,7 +10,7 @@ each is called in the framework.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 from .. import imports
 from .theory import CUMULATIVE, DEBIASED, EMA
@@ -27,9 +27,6 @@ class Framework:
     modules: Tuple[str, ...]  # what it imports (imports.PACKAGES)
     names: Tuple[Tuple[str, str], ...]  # our short name -> the framework's own name
     subprocess: bool = False  # measured in a child process (Keras fixes its backend at import)
-
-    def own_names(self) -> Dict[str, str]:
-        return dict(self.names)
 
     def rule(self) -> str:
         """The update rule in words, for reports."""

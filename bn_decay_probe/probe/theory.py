@@ -16,7 +16,6 @@ EMA = "ema"  # moving = decay * moving + (1 - decay) * batch (TensorFlow, PyTorc
 # hidden / (1 - decay**k) after k steps (Adam's zero-debiasing), for the mean and the variance
 DEBIASED = "debiased"
 CUMULATIVE = "cumulative"  # PyTorch momentum=None: the mean of every step's batch statistics
-AVERAGES = (EMA, DEBIASED, CUMULATIVE)
 
 
 def elements_per_channel(shape: Tuple[int, ...]) -> int:

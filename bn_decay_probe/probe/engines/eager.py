@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import numpy as np
 
@@ -53,8 +53,6 @@ class Layer:
 
 class Adapter:
     """What the engine needs of a framework (one per module in this package)."""
-
-    framework: frameworks.Framework
 
     def layer(self, config: ProbeConfig, name: str, witness: bool = False) -> Layer:
         """A new layer for ``config`` named ``name``; ``witness``: at decay 0, to read what the
@@ -171,26 +169,16 @@ class EagerEngine(Engine):
         stopped, measured, step = "limit reached", None, 0
         with self._opened(config) as (_, layers, _placement):
             x, train, test = layers.inputs, layers.train_layer, layers.test_layer
-            last_gap: Optional[float] = None
-            unchanged: Optional[Dict[str, np.ndarray]] = None
+            watch = measure.StoppedChanging(lambda: train.state().values())
             for step in range(1, max_steps + 1):
                 output = train.train(x)
                 gap = measure.gap(test.test(x), output)
                 if gap <= tol:
                     measured = step
                     break
-                # Reading the state costs more than a step: only when the gap repeats (a
-                # changed gap proves the state moved); two equal reads prove a step did not.
-                if gap == last_gap:
-                    current = train.state()
-                    if unchanged is not None and all(
-                            np.array_equal(unchanged[k], v) for k, v in current.items()):
-                        stopped = "the variables stopped changing after step %d" % (step - 1)
-                        break
-                    unchanged = current
-                else:
-                    unchanged = None
-                last_gap = gap
+                if watch.after(gap):
+                    stopped = "the variables stopped changing after step %d" % (step - 1)
+                    break
             epsilon = float(train.epsilon)
         predicted = theory.predicted_steps_to_converge(
             config.inputs, config.decay, self.framework.unbiased, epsilon, tol,

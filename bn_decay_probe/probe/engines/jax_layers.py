@@ -25,8 +25,7 @@ class _JaxAdapter(Adapter):
     """What Flax and Haiku share: JAX's devices."""
 
     def __init__(self, api: str):
-        self.framework = FRAMEWORKS[api]
-        imports.require(self.framework.modules, "api %r" % api)
+        imports.require(FRAMEWORKS[api].modules, "api %r" % api)
         import jax
 
         self.jax = jax

@@ -87,7 +87,6 @@ class _KerasAdapter(Adapter):
     """In the child: Keras 3 on the backend KERAS_BACKEND named before its import."""
 
     def __init__(self, api: str):
-        self.framework = FRAMEWORKS[api]
         import keras
 
         if keras.backend.backend() != BACKENDS[api]:

@@ -4,8 +4,8 @@ momentum=None (the running statistics are the mean of every step's batch statist
 
 BatchNorm2d takes NCHW tensors: data_format "NCHW" hands it contiguous ones, "NHWC" the same
 values in channels_last memory (PyTorch's NHWC layout). PyTorch's thread pool costs more than a
-probe's small layer computes (100x on two busy cores), so a small input runs on one thread; the
-caller's setting is restored afterwards.
+probe's small layer computes, so a small input runs on one thread; the caller's setting is
+restored afterwards.
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import numpy as np
 from ... import imports
 from .. import devices
 from ..config import ProbeConfig
-from ..frameworks import FRAMEWORKS
 from .eager import Adapter, EagerEngine, Layer
 
 ONE_THREAD_UP_TO = 1 << 20  # input values: below this, one thread is fastest
@@ -77,7 +76,6 @@ class _TorchLayer(Layer):
 
 class _TorchAdapter(Adapter):
     def __init__(self, api: str, cumulative: bool):
-        self.framework = FRAMEWORKS[api]
         self.cumulative = cumulative
         self.torch = imports.torch("api %r" % api)
         self.device = "cpu"
