@@ -2,7 +2,8 @@
 # `make test`: set everything up (first time only) and run the test suite.
 # BACKEND=tf1 (default): TensorFlow 1.15 on Python 3.7, in .venv (requirements.txt).
 # BACKEND=tf2: TensorFlow 2.21 + tf-keras + tf-slim through tf.compat.v1, on Python 3.12 (else 3.13,
-#              3.11, 3.10; PYTHON_TF2 names one), in .venv-tf2 (requirements-tf2.txt).
+#              3.11, 3.10; PYTHON_TF2 names one), in .venv-tf2 (requirements-tf2.txt), with
+#              PyTorch, JAX/Flax/Haiku and ONNX beside it (requirements-frameworks.txt).
 # `make cross`: the cross-backend test (needs both set up; `make test` for each does that).
 BACKEND ?= tf1
 ifeq ($(BACKEND),tf1)
@@ -12,7 +13,8 @@ ifeq ($(BACKEND),tf1)
   VERSIONS := 3.7
 else ifeq ($(BACKEND),tf2)
   VENV := .venv-tf2
-  REQUIREMENTS := requirements-tf2.txt
+  # TF 2.21 and the other frameworks (PyTorch, JAX/Flax/Haiku, ONNX) beside it.
+  REQUIREMENTS := requirements-tf2.txt requirements-frameworks.txt
   PYTHON_VAR := PYTHON_TF2
   VERSIONS := 3.12 3.13 3.11 3.10
 else
@@ -28,17 +30,18 @@ PYTEST_ARGS ?=
 setup: $(STAMP)
 
 # The venv is made anew when the interpreter find-python picks changed, or when the requirement
-# file differs from the one it was made from (so no package of an older set stays behind, e.g.
+# files differ from the ones it was made from (so no package of an older set stays behind, e.g.
 # tensorflow-cpu 2.13 next to tensorflow 2.21); otherwise only the package is reinstalled.
 $(STAMP): $(REQUIREMENTS) pyproject.toml setup.py
 	@python="$$(scripts/find-python $(PYTHON_VAR) $(VERSIONS))" || exit 1; \
-	if ! cmp -s $(REQUIREMENTS) $(VENV)/requirements.txt || \
+	if ! cat $(REQUIREMENTS) | cmp -s - $(VENV)/requirements.txt || \
 	   [ "$$($(PY) -c 'import sys; print(sys.version_info[:2])' 2>/dev/null)" != \
 	     "$$("$$python" -c 'import sys; print(sys.version_info[:2])')" ]; then \
 	  echo "creating $(VENV) with $$python"; \
 	  rm -rf $(VENV) && "$$python" -m venv $(VENV) || exit 1; \
-	  $(PY) -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS) || exit 1; \
-	  cp $(REQUIREMENTS) $(VENV)/requirements.txt; \
+	  $(PY) -m pip install --quiet --disable-pip-version-check \
+	    $(addprefix -r ,$(REQUIREMENTS)) || exit 1; \
+	  cat $(REQUIREMENTS) > $(VENV)/requirements.txt; \
 	fi
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@

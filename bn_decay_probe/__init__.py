@@ -5,8 +5,9 @@ Importing this package does not import TensorFlow; the first probe does.
 from ._version import __version__
 from .doctor import Diagnosis, Finding, diagnose_checkpoint, diagnose_graph
 from .errors import (BackendUnavailableError, BnDecayProbeError, CheckpointError, DataError,
-                     DeviceFallbackWarning, GraphStructureError, PlotUnavailableError,
-                     ProbeConfigError, UnsharedVariablesError)
+                     DeviceFallbackWarning, FrameworkError, GraphStructureError,
+                     PlotUnavailableError, ProbeConfigError, UnsharedVariablesError)
+from .port import PortCheck, check_port
 from .probe.api import probe, sweep
 from .probe.config import ProbeConfig
 from .probe.matrix import SemanticsMatrix, semantics_matrix
@@ -21,4 +22,4 @@ __all__ = ["probe", "ProbeConfig", "ProbeConfigError", "ProbeResult", "DeviceRep
            "sweep", "SweepResult", "recalibrate", "recalibrate_checkpoint", "RepairResult",
            "set_verbosity", "__version__", "BnDecayProbeError", "CheckpointError", "DataError",
            "BackendUnavailableError", "PlotUnavailableError", "GraphStructureError",
-           "UnsharedVariablesError"]
+           "UnsharedVariablesError", "FrameworkError", "check_port", "PortCheck"]

@@ -26,6 +26,7 @@ from typing import Any, Dict, Iterator, Tuple
 
 import numpy as np
 
+from . import imports
 from ._version import __version__
 from .errors import BackendUnavailableError, ProbeConfigError
 
@@ -126,6 +127,8 @@ def tensorflow() -> Any:
             warnings.simplefilter("ignore", DeprecationWarning)
             # Harmless ABI notice from a TF dependency's compiled module under numpy 1.18.
             warnings.filterwarnings("ignore", "numpy.ufunc size changed", RuntimeWarning)
+            # triton after TensorFlow crashes the process: torch then runs without it.
+            imports.block_triton(tensorflow_next=True)
             with _native_lines_filtered():
                 try:
                     import tensorflow as tf

@@ -8,8 +8,8 @@ message and exits with that code. The statuses:
 - 1 ``EXIT_FINDINGS``: the doctor or port found problems;
 - 2 ``EXIT_BAD_INPUT``: bad input (arguments, files, data), or a missing or unsupported backend;
 - 3 ``EXIT_INCOMPLETE``: no finding, but something could not be checked;
-- 70 ``EXIT_INTERNAL``: the graph TensorFlow built is not what the probe expects (a bug, or a
-  TensorFlow change; please report it);
+- 70 ``EXIT_INTERNAL``: the graph TensorFlow built is not what the probe expects, or another
+  framework failed while measuring (a bug, or a change of that framework; please report it);
 - 130 ``EXIT_INTERRUPTED``: Ctrl-C;
 - 141 ``EXIT_BROKEN_PIPE``: the reader closed the pipe (``| head``), as SIGPIPE ends a filter.
 """
@@ -54,6 +54,13 @@ class PlotUnavailableError(BnDecayProbeError, ImportError):
 
 class GraphStructureError(BnDecayProbeError, RuntimeError):
     """The graph TensorFlow built is not shaped as the probe expects (a bug, or a TF change)."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class FrameworkError(BnDecayProbeError, RuntimeError):
+    """Another framework (PyTorch, JAX, Keras 3 on another backend in its child process) failed
+    while measuring, in a way the probe does not expect (a bug, or a change of that framework)."""
 
     exit_code = EXIT_INTERNAL
 

@@ -9,7 +9,15 @@ import sys
 import numpy as np
 import pytest
 
+from bn_decay_probe import imports
+
 pytest_plugins = ["pytester"]
+# One run imports TensorFlow (the probe, the doctor) and torchvision / onnx2torch (the port's
+# real conversions), in whichever order pytest collects them; triton, which torchvision loads,
+# crashes the process when it comes after TensorFlow (tensorflow/tensorflow#124205). So triton
+# is off for the whole run, before anything imports either (tests/test_frameworks_together.py
+# checks that the package alone is safe in both orders).
+imports.block_triton(tensorflow_next=True)
 
 DECAYS = (0.0, 0.5, 0.9, 0.999, 1.0)
 FUSED = (True, False)

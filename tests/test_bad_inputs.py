@@ -114,8 +114,18 @@ BAD_INPUTS = [
     py("range", "probe(epsilon=0.0)", "epsilon must be a finite number > 0, got 0.0"),
     py("NaN/inf", 'probe(epsilon=float("inf"))', "epsilon must be a finite number > 0, got inf"),
     py("type", 'probe(epsilon="1e-3")', "epsilon must be a finite number > 0, got '1e-3'"),
-    py("choice", 'probe(api="torch")',
-       "api must be one of contrib, layers, keras, nn, keras3, got 'torch'"),
+    py("choice", 'probe(api="mxnet")',
+       "api must be one of contrib, layers, keras, nn, keras3, torch, torch-cumulative, flax, "
+       "haiku, keras3-jax, keras3-torch, got 'mxnet'"),
+    py("conflict", 'probe(api="flax", trainable=False)',
+       "flax.linen.BatchNorm(momentum=decay) has no trainable flag; trainable=False is for api "
+       "contrib, layers, keras, keras3, torch, torch-cumulative, keras3-jax, keras3-torch"),
+    py("conflict", 'probe(api="torch", fused=True)',
+       "fused=True is not available with api='torch': torch.nn.BatchNorm2d(momentum=1 - decay) "
+       "has no fused argument; use fused=None or False"),
+    py("conflict", 'probe(api="haiku", updates="update_ops")',
+       "api='haiku' updates the moving statistics as the layer runs (Haiku has no update ops to "
+       "collect or forget); updates must be 'inplace', got 'update_ops'"),
     py("choice", 'probe(updates="never")',
        "updates must be one of inplace, update_ops, forgotten, got 'never'"),
     py("choice", 'probe(data_format="nhwc")', "data_format must be one of NHWC, NCHW, got 'nhwc'"),
@@ -185,7 +195,9 @@ BAD_INPUTS = [
     sh("NaN/inf", "--epsilon nan", "epsilon must be a finite number > 0, got nan"),
     sh("range", "--tol 0", "--tol must be a finite number > 0, got 0.0"),
     sh("NaN/inf", "--tol nan", "--tol must be a finite number > 0, got nan"),
-    sh("choice", "--api torch", "api must be one of contrib, layers, keras, nn, keras3, got 'torch'"),
+    sh("choice", "--api mxnet",
+       "api must be one of contrib, layers, keras, nn, keras3, torch, torch-cumulative, flax, "
+       "haiku, keras3-jax, keras3-torch, got 'mxnet'"),
     sh("choice", "--updates never",
        "updates must be one of inplace, update_ops, forgotten, got 'never'"),
     sh("choice", "--data-format NHCW", "data_format must be one of NHWC, NCHW, got 'NHCW'"),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bn_decay_probe import backend
+from bn_decay_probe.probe.frameworks import FRAMEWORKS
 from bn_decay_probe.probe.matrix import MATRIX_SHAPE, combinations, semantics_matrix
 from bn_decay_probe.report import render_matrix
 from conftest import Reference, backend_name, first_step_within, updates_run
@@ -25,17 +26,45 @@ def matrix():
 def test_one_row_per_api_fused_updates_plus_unshared_and_untrainable(matrix):
     keys = [(r.api, r.fused_requested, r.updates, r.share_variables, r.trainable)
             for r in matrix.rows]
-    assert len(keys) == 4 * 2 * 3 + 4 + 3 + 3 == len(set(keys))
+    assert len(keys) == 4 * 2 * 3 + 4 + 3 + 3 + 6 == len(set(keys))
     assert {(a, f, u) for a, f, u, share, trainable in keys if share and trainable} == {
         (a, f, u) for a in ("contrib", "layers", "keras", "nn") for f in (True, False)
-        for u in ("inplace", "update_ops", "forgotten")} | {("keras3", False, "inplace")}
-    # Keras 3: non-fused, updating as it runs; shared, unshared and trainable=False.
-    assert keys[-3:] == [("keras3", False, "inplace", True, True),
+        for u in ("inplace", "update_ops", "forgotten")} | {
+        (a, False, "inplace") for a in ("keras3",) + tuple(FRAMEWORKS)}
+    # Keras 3: non-fused, updating as it runs; shared, unshared and trainable=False; then each
+    # framework beside TensorFlow once.
+    assert keys[-9:] == [("keras3", False, "inplace", True, True),
                          ("keras3", False, "inplace", False, True),
-                         ("keras3", False, "inplace", True, False)]
+                         ("keras3", False, "inplace", True, False)] + [
+        (api, False, "inplace", True, True) for api in FRAMEWORKS]
 
 
-@pytest.mark.parametrize("index", range(len(ROWS)), ids=["-".join(map(str, r)) for r in ROWS])
+@pytest.mark.parametrize("api", list(FRAMEWORKS))
+def test_framework_row_cells(matrix, api):
+    """The frameworks beside TensorFlow, against their rules: PyTorch feeds n/(n-1), the others
+    the biased variance; Haiku's zero-debiased average and PyTorch's cumulative one hold the
+    batch's statistics from the first step, whatever the decay."""
+    row = [r for r in matrix.rows if r.api == api][0]
+    if FRAMEWORKS[api].unavailable():
+        assert row.measured is None and row.unavailable == FRAMEWORKS[api].unavailable()
+        return
+    m, ref = row.measured, Reference(X)
+    unbiased = api.startswith("torch")
+    assert (m.fused, m.updated, m.branches_share_variables) == (False, True, True)
+    assert m.variance == ("n/(n-1)" if unbiased else "biased")
+    gap = np.abs(ref.normalize(ref.mean, ref.fed_var(unbiased)) - ref.train_output()).max()
+    assert m.gap_at_decay_0 == pytest.approx(gap, rel=1e-3, abs=1e-4)
+    assert m.test_equals_train is not unbiased
+    convergence = m.convergence[0.9]
+    assert convergence.predicted == (1 if api in ("haiku", "torch-cumulative") else
+                                     first_step_within(X, 0.9, unbiased, 0.01, 1000))
+    assert abs(convergence.measured - convergence.predicted) <= 1
+
+
+TF_ROWS = [i for i, r in enumerate(ROWS) if r[0] not in FRAMEWORKS]  # the others: below
+
+
+@pytest.mark.parametrize("index", TF_ROWS, ids=["-".join(map(str, ROWS[i])) for i in TF_ROWS])
 def test_row_cells(matrix, index):
     row = matrix.rows[index]
     if row.api == "keras3" and "keras3" not in backend.versions():
@@ -92,7 +121,8 @@ def test_cli_matrix_end_to_end():
     assert lines[0].startswith("semantics matrix: input [4, 8, 8, 3] uniform(0, 255) seed 0")
     assert max(len(line) for line in lines) <= 100  # a pipe: the table folds
     # The row's parts, each after the row's key (api, fused, updates).
-    keras = [line.split()[3:] for line in lines if line.startswith("keras    yes    update_ops")]
+    keras = [line.split()[3:] for line in lines if line.split()[:3] == ["keras", "yes",
+                                                                        "update_ops"]]
     assert sum(keras, []) == ["fused", "NO", "n/(n-1)", "no", "(253.0246)", "yes", "never", "(8)",
                               "[1]"]
     notes = " ".join(out.stdout[out.stdout.index("never within 0.01:"):].split())

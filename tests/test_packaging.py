@@ -68,3 +68,35 @@ def test_what_ci_pins_is_what_the_tf2_extra_allows():
         assert pins[name] in allowed[name], name
     assert pins["tensorflow"].split(".")[:2] == pins["tf-keras"].split(".")[:2]
     assert "tensorflow-cpu" not in pins
+
+
+FRAMEWORK_EXTRAS = {"torch": ["torch", "safetensors"], "jax": ["jax", "flax", "dm-haiku"],
+                    "onnx": ["onnx"]}
+
+
+@pytest.mark.parametrize("python", PYTHONS)
+def test_the_frameworks_extras_install_where_the_hint_says(python):
+    """imports.EXTRA_PYTHONS ("Python 3.10 to 3.13") is what the probe's line for a missing
+    framework names; elsewhere the extras install nothing (the TF 1.15 environment)."""
+    from bn_decay_probe import imports
+
+    low, high = (tuple(map(int, v.split("."))) for v in re.findall(
+        r"\d+\.\d+", imports.EXTRA_PYTHONS))
+    for extra, names in FRAMEWORK_EXTRAS.items():
+        assert installs(extra, python) == (names if low <= python <= high else []), extra
+
+
+def test_what_ci_pins_is_what_the_frameworks_extras_allow():
+    """requirements-frameworks.txt's pins for Python 3.12 (CI's) satisfy the extras."""
+    environment = {"python_version": "3.12", "python_full_version": "3.12.1"}
+    pins = {}
+    with open(os.path.join(ROOT, "requirements-frameworks.txt")) as f:
+        for line in f.read().splitlines():
+            if "==" in line and not line.startswith("#"):
+                pin = requirements.Requirement(line)
+                if pin.marker is None or pin.marker.evaluate(environment):
+                    pins[pin.name] = str(pin.specifier).lstrip("=")
+    for extra, names in FRAMEWORK_EXTRAS.items():
+        for r in PROJECT["optional-dependencies"][extra]:
+            requirement = requirements.Requirement(r)
+            assert pins[requirement.name] in requirement.specifier, requirement.name

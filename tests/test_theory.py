@@ -89,3 +89,29 @@ def test_predicted_steps_to_converge_by_hand():
     assert theory.predicted_steps_to_converge(x + 10, 1.0, False, 1e-3, 0.01) is None
     # Fused: the moving variance tends to 2 (n/(n-1) with n = 2), a gap that never closes.
     assert theory.predicted_steps_to_converge(x, 0.5, True, 1e-3, 0.01) is None
+
+
+def test_the_other_frameworks_averages_by_hand():
+    """Two batches: X (means 2.5, 15; biased variances 1.25, 75) then X + 1 (means 3.5, 16).
+    Haiku's zero-debiased average at decay 0.5: hidden 0.5 * m1, then 0.25 * m1 + 0.5 * m2,
+    divided by 1 - 0.5 and 1 - 0.25. PyTorch's momentum=None: the running mean of the steps."""
+    batches = [X, X + 1]
+    before = {"moving_mean": np.zeros(2), "moving_variance": np.ones(2)}
+    debiased = theory.predicted_trajectory(batches, before, 0.5, False, average=theory.DEBIASED)
+    np.testing.assert_allclose(debiased["moving_mean"], [[2.5, 15.0],
+                                                         [(0.25 * 2.5 + 0.5 * 3.5) / 0.75,
+                                                          (0.25 * 15 + 0.5 * 16) / 0.75]])
+    np.testing.assert_allclose(debiased["moving_variance"], [[1.25, 75.0], [1.25, 75.0]])
+    cumulative = theory.predicted_trajectory(batches, before, 0.5, True,
+                                             average=theory.CUMULATIVE)
+    np.testing.assert_allclose(cumulative["moving_mean"], [[2.5, 15.0], [3.0, 15.5]])
+    np.testing.assert_allclose(cumulative["moving_variance"], [[5 / 3, 100.0], [5 / 3, 100.0]])
+    # Both hold one batch's own statistics from the first step: converged at step 1 whatever
+    # the decay (non-fused, biased: the gap is 0), except Haiku's 0/0 at decay 1.
+    for average in (theory.DEBIASED, theory.CUMULATIVE):
+        assert theory.predicted_steps_to_converge(X, 0.999, False, 1e-3, 0.01,
+                                                  average=average) == 1
+    assert theory.predicted_steps_to_converge(X, 1.0, False, 1e-3, 0.01,
+                                              average=theory.DEBIASED) is None
+    assert theory.predicted_steps_to_converge(X, 1.0, False, 1e-3, 0.01,
+                                              average=theory.CUMULATIVE) == 1

@@ -1,5 +1,5 @@
 """Command line: ``run_experiment.py`` / ``bn-decay-probe`` / ``python -m bn_decay_probe``, and
-its subcommands ``doctor`` and ``repair``.
+its subcommands ``doctor``, ``repair`` and ``port``.
 
 Each command is a module here with ``build_parser(prog)`` and ``run(args, parser, out)``, which
 validates its arguments before TensorFlow is imported and raises a BnDecayProbeError for bad
@@ -20,7 +20,7 @@ from .output import Output
 
 # name -> module with build_parser(prog) and run(args, parser, out); VERDICT = True in a module
 # whose exit status is a verdict that a closed pipe does not change.
-SUBCOMMANDS = {"doctor": ".doctor", "repair": ".repair"}
+SUBCOMMANDS = {"doctor": ".doctor", "repair": ".repair", "port": ".port"}
 
 __all__ = ["main", "SUBCOMMANDS"]
 

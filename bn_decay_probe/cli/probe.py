@@ -21,6 +21,7 @@ from ..probe import engines
 from ..probe.config import (APIS, DATA_FORMATS, DEFAULT_EPSILON, DEFAULT_SHAPE, DEVICES, UPDATES,
                             ProbeConfig, check_decay, check_device, check_seed, check_shape,
                             check_tol, seeded_inputs)
+from ..probe.frameworks import FRAMEWORKS
 from ..probe.matrix import MATRIX_DECAYS, MATRIX_SHAPE, MATRIX_TOL
 from ..probe.sweep_result import SweepResult
 from ..report import plot
@@ -90,7 +91,11 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     parser.add_argument("--api", default=None, metavar="|".join(APIS),
                         help="contrib: tf.contrib.layers.batch_norm (default); layers: "
                              "tf.layers.batch_normalization; keras: tf.keras.layers."
-                             "BatchNormalization; nn: tf.nn.fused_batch_norm / tf.nn.moments")
+                             "BatchNormalization; nn: tf.nn.fused_batch_norm / tf.nn.moments; "
+                             "keras3: Keras 3 on TensorFlow; other frameworks (extras [torch], "
+                             "[jax]): torch (BatchNorm2d, momentum = 1 - decay), "
+                             "torch-cumulative (momentum=None), flax, haiku, keras3-jax, "
+                             "keras3-torch")
     parser.add_argument("--updates", default=None, metavar="|".join(UPDATES),
                         help="inplace: updates run with the train output (default); update_ops:"
                              " UPDATE_OPS run with the train step; forgotten: never run")
@@ -251,7 +256,8 @@ def _measure(config: ProbeConfig, decays: Sequence[float], show_progress: bool) 
     for all of them)."""
     from .. import backend
 
-    backend.tensorflow()  # imported before the bar starts, so its first ETA is the run's
+    if config.api not in FRAMEWORKS:  # the other frameworks need no TensorFlow
+        backend.tensorflow()  # imported before the bar starts, so its first ETA is the run's
     with progress.bar(len(decays), show_progress) as update:
         return SweepResult(engines.choose(config).run_decays(config, decays, update))
 

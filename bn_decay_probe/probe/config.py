@@ -10,10 +10,17 @@ import numpy as np
 
 from ..errors import ProbeConfigError
 from ..values import aligned_empty
+from .frameworks import FRAMEWORK_APIS, FRAMEWORKS
 
 DEVICES = ("auto", "cpu", "gpu")
-APIS = ("contrib", "layers", "keras", "nn", "keras3")
-GRAPH_APIS = APIS[:4]  # TF1-style graphs; keras3 runs eagerly (engines/keras3.py)
+GRAPH_APIS = ("contrib", "layers", "keras", "nn")  # TF1-style graphs (engines/tf_graph.py)
+# keras3 runs eagerly (engines/keras3.py); the other frameworks' apis (frameworks.py) run in
+# their own framework.
+APIS = GRAPH_APIS + ("keras3",) + FRAMEWORK_APIS
+# The apis whose layer has a trainable flag that changes what it does (Keras: inference mode;
+# PyTorch: requires_grad only).
+_TRAINABLE_APIS = ("contrib", "layers", "keras", "keras3", "torch", "torch-cumulative",
+                   "keras3-jax", "keras3-torch")
 UPDATES = ("inplace", "update_ops", "forgotten")
 DATA_FORMATS = ("NHWC", "NCHW")
 DEFAULT_SHAPE = (1, 4, 4, 1)
@@ -249,15 +256,21 @@ def _describe(value: Any) -> str:
     return "a value of type %s" % type(value).__name__
 
 
-def _check_keras3(options: Dict[str, Any]) -> None:
+def _check_eager(options: Dict[str, Any]) -> None:
+    """Keras 3 and the other frameworks: no fused kernel to ask for, no update ops."""
+    api = options["api"]
+    framework = FRAMEWORKS.get(api)
+    name = "Keras 3" if framework is None else framework.name
     if options["fused"]:
-        raise ProbeConfigError("fused=True is not available with api='keras3': Keras 3's "
-                               "BatchNormalization has no fused argument (it builds the "
-                               "non-fused ops); use fused=None or False")
+        layer = ("Keras 3's BatchNormalization" if framework is None else framework.layer)
+        raise ProbeConfigError("fused=True is not available with api=%r: %s has no fused "
+                               "argument%s; use fused=None or False"
+                               % (api, layer, " (it builds the non-fused ops)"
+                                  if framework is None else ""))
     if options["updates"] != "inplace":
-        raise ProbeConfigError("api='keras3' updates the moving statistics as the layer runs "
-                               "(Keras 3 has no update ops to collect or forget); updates must "
-                               "be 'inplace', got %r" % options["updates"])
+        raise ProbeConfigError("api=%r updates the moving statistics as the layer runs (%s has "
+                               "no update ops to collect or forget); updates must be "
+                               "'inplace', got %r" % (api, name, options["updates"]))
 
 
 def seeded_inputs(shape: Tuple[int, ...], seed: int) -> np.ndarray:
@@ -324,11 +337,15 @@ class ProbeConfig:
             raise ProbeConfigError("zero_debias is tf.contrib.layers.batch_norm's "
                                    "zero_debias_moving_mean and needs api='contrib', got api=%r"
                                    % options["api"])
-        if options["api"] == "keras3":
-            _check_keras3(options)
+        if options["api"] not in GRAPH_APIS:
+            _check_eager(options)
         if not options["trainable"] and options["api"] == "nn":
             raise ProbeConfigError("trainable is an argument of the contrib, layers, keras and "
                                    "keras3 layers; api='nn' has no layer to pass it to")
+        if not options["trainable"] and options["api"] not in _TRAINABLE_APIS:
+            raise ProbeConfigError("%s has no trainable flag; trainable=False is for api %s"
+                                   % (FRAMEWORKS[options["api"]].layer,
+                                      ", ".join(_TRAINABLE_APIS)))
         notes: List[Optional[str]] = []
         stacked = None
         if batches is not None:

@@ -16,16 +16,17 @@ class Placement(NamedTuple):
     notice: Optional[str]  # one line for the user when "auto" had to fall back
 
 
-def resolve(requested: str, gpus: Sequence[str]) -> Placement:
-    """Maps device auto|cpu|gpu onto a TF device, given the GPUs TensorFlow sees."""
+def resolve(requested: str, gpus: Sequence[str], framework: str = "TensorFlow") -> Placement:
+    """Maps device auto|cpu|gpu onto a device (named as TF names them), given the GPUs
+    ``framework`` sees."""
     if requested == "cpu":
         return Placement(CPU, None)
     if gpus:
         return Placement(GPU, None)
     if requested == "gpu":
-        raise ProbeConfigError("device 'gpu' was requested but TensorFlow sees no GPU; use "
-                               "device 'cpu' or 'auto'")
-    return Placement(CPU, "no GPU visible to TensorFlow; running on the CPU")
+        raise ProbeConfigError("device 'gpu' was requested but %s sees no GPU; use device "
+                               "'cpu' or 'auto'" % framework)
+    return Placement(CPU, "no GPU visible to %s; running on the CPU" % framework)
 
 
 def canonical(device: str) -> str:

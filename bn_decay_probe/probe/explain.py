@@ -11,6 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from .frameworks import FRAMEWORKS
+from .theory import CUMULATIVE, DEBIASED
+
 
 def _g(value: float) -> str:
     return "%.4g" % value
@@ -18,12 +21,14 @@ def _g(value: float) -> str:
 
 def why_never(*, decay: float, fused: bool, n: int, floor: float, tol: float,
               has_update_op: bool, updated: bool, shared: bool, trainable: bool = True,
-              stopped: str = "") -> str:
+              stopped: str = "", api: str = "contrib") -> str:
     """The reason the gap can never get within ``tol``, with what to change, or "" when nothing
     rules it out.
 
     Args:
-      decay, fused, tol: as probed. n: values per channel (N*H*W). floor: the closed form's
+      decay, tol: as probed. fused: the layer feeds n/(n-1) times the biased variance (TF's
+        fused kernel; PyTorch). api: the probe's api. n: values per channel (N*H*W). floor:
+        the closed form's
         gap once the moving statistics hold the batch's (decay 0 after one step: the limit
         for any decay below 1). has_update_op: the train branch has a moving-average update.
         updated: a train step changed the moving statistics. shared: the test branch reads only
@@ -37,7 +42,12 @@ def why_never(*, decay: float, fused: bool, n: int, floor: float, tol: float,
         return ("the train branch has no moving-average update op%s, so moving_mean and "
                 "moving_variance keep their initial 0 and 1: use a layer that updates them"
                 % ("" if trainable else " (trainable=False)"))
-    if decay >= 1:
+    framework = FRAMEWORKS.get(api)
+    average = framework.average if framework else ""
+    if decay >= 1 and average == DEBIASED:
+        return ("decay 1: Haiku's zero-debiased average divides by 1 - decay**k = 0, so it is "
+                "0/0 (NaN): use a decay below 1 (Haiku requires decay_rate < 1)")
+    if decay >= 1 and average != CUMULATIVE:
         return ("decay 1 keeps moving_mean at 0 and moving_variance at 1 (moving = 1 * moving "
                 "+ 0 * batch), so the test output stays the input / sqrt(1 + epsilon): use a "
                 "decay below 1 (TF's default is 0.999)")
@@ -50,6 +60,11 @@ def why_never(*, decay: float, fused: bool, n: int, floor: float, tol: float,
         return ("one value per channel (N*H*W = 1): the batch variance is 0 and the fused "
                 "kernel's n/(n-1) is undefined: use more than one value per channel")
     if floor > tol:
+        if fused and framework is not None:
+            return ("%s feeds its running variance n/(n-1) = %d/%d times the biased batch "
+                    "variance that normalizes the train output, so the gap cannot fall below "
+                    "%s (n = N*H*W = %d), above tol %s: use more values per channel, or a tol of "
+                    "at least %s" % (framework.name, n, n - 1, _g(floor), n, _g(tol), _g(floor)))
         if fused:
             return ("the fused kernel feeds moving_variance n/(n-1) = %d/%d times the biased "
                     "batch variance that normalizes the train output, so the gap cannot fall "

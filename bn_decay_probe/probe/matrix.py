@@ -4,7 +4,9 @@ Per row: one train step at decay 0 (did the moving statistics move, which varian
 does the test output equal the train output, do the branches share variables), then, per
 decay, train steps until the test output is within ``tol`` of the train output, next to the
 closed form's prediction. A few extra rows build each API without shared variables or with
-trainable=False. Each row's engine measures it (engines.choose): the TF graph engine runs every
+trainable=False, and one row each measures the frameworks beside TensorFlow (PyTorch, Flax,
+Haiku, Keras 3 on JAX and PyTorch) that are installed; the others' rows say which extra installs
+them. Each row's engine measures it (engines.choose): the TF graph engine runs every
 graph row and decay in one graph, decay 0 among them, each stopping as soon as its answer is
 decided.
 """
@@ -16,10 +18,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..errors import ProbeConfigError
 from ..values import FrozenDict
-from . import engines, explain, theory
-from .config import (GRAPH_APIS, UPDATES, ProbeConfig, check_decay, check_device, check_seed,
-                     check_shape, check_tol)
+from .. import imports
+from . import engines, explain, frameworks, theory
+from .config import (FRAMEWORK_APIS, GRAPH_APIS, UPDATES, ProbeConfig, check_decay,
+                     check_device, check_seed, check_shape, check_tol)
 from .result import Convergence
 
 MATRIX_DECAYS = (0.9, 0.99, 0.999)
@@ -91,9 +95,10 @@ def _explained(row: MatrixRow, shape: Tuple[int, ...]) -> MatrixRow:
     m = row.measured
     if m is None:
         return row
-    facts = dict(fused=m.fused, n=theory.elements_per_channel(shape), floor=m.gap_at_decay_0,
+    facts = dict(fused=frameworks.unbiased_variance(row.api, m.fused),
+                 n=theory.elements_per_channel(shape), floor=m.gap_at_decay_0,
                  has_update_op=m.variance != "none", updated=m.updated,
-                 shared=m.branches_share_variables, trainable=row.trainable)
+                 shared=m.branches_share_variables, trainable=row.trainable, api=row.api)
     convergence = FrozenDict((d, explain.with_reason(c, decay=d, **facts))
                              for d, c in m.convergence.items())
     return dataclasses.replace(row, measured=dataclasses.replace(m, convergence=convergence))
@@ -115,13 +120,16 @@ def variance_kind(fed: Optional[np.ndarray], x: np.ndarray) -> str:
 def combinations() -> Tuple[Tuple[str, bool, str, bool, bool], ...]:
     """(api, fused, updates, share_variables, trainable): the full grid, then each API
     unshared, then each layer API with trainable=False (inference mode in TF 2.x tf.keras);
-    last Keras 3 (TF >= 2.16; non-fused, updating as it runs) shared, unshared, untrainable."""
+    then Keras 3 (TF >= 2.16; non-fused, updating as it runs) shared, unshared, untrainable;
+    last each framework beside TensorFlow (frameworks.py) once (no fused kernel to ask for,
+    updating as it runs)."""
     grid = [(api, fused, updates, True, True)
             for api in GRAPH_APIS for fused in FUSED for updates in UPDATES]
     grid += [(api, True, "inplace", False, True) for api in GRAPH_APIS]
     grid += [(api, True, "inplace", True, False) for api in GRAPH_APIS if api != "nn"]
-    return tuple(grid + [("keras3", False, "inplace", share, trainable)
-                         for share, trainable in ((True, True), (False, True), (True, False))])
+    grid += [("keras3", False, "inplace", share, trainable)
+             for share, trainable in ((True, True), (False, True), (True, False))]
+    return tuple(grid + [(api, False, "inplace", True, True) for api in FRAMEWORK_APIS])
 
 
 def measure_row(api: str, fused: bool, updates: str, share: bool, trainable: bool,
@@ -136,15 +144,21 @@ def measure_row(api: str, fused: bool, updates: str, share: bool, trainable: boo
 def _measure_rows(keys: Sequence[Tuple[str, bool, str, bool, bool]], decays: Sequence[float],
                   tol: float, shape: Tuple[int, ...], seed: int,
                   device: str) -> List[MatrixRow]:
-    """The rows of ``keys``, each engine measuring its rows together (Engine.matrix_rows)."""
+    """The rows of ``keys``, each engine measuring its rows together (Engine.matrix_rows); a
+    framework that is not installed gives its rows the line that says which extra to install."""
     configs = [ProbeConfig.create(decay=0.0, shape=shape, seed=seed, fused=fused,
                                   device=device, api=api, updates=updates,
                                   share_variables=share, trainable=trainable)
                for api, fused, updates, share, trainable in keys]
     by_engine: Dict[Any, List[int]] = {}
-    for i, config in enumerate(configs):
-        by_engine.setdefault(engines.choose(config), []).append(i)
     found: Dict[int, Any] = {}
+    for i, config in enumerate(configs):
+        framework = frameworks.FRAMEWORKS.get(config.api)
+        missing = framework.unavailable() if framework else None
+        if missing:
+            found[i] = ProbeConfigError(missing)
+        else:
+            by_engine.setdefault(engines.choose(config), []).append(i)
     for engine, indices in by_engine.items():
         measured = engine.matrix_rows([configs[i] for i in indices], decays, tol,
                                       MAX_STEPS_FACTOR)
@@ -177,5 +191,10 @@ def semantics_matrix(decays: Sequence[float] = MATRIX_DECAYS, tol: float = MATRI
     if progress:
         progress("%d rows: api x fused x updates, unshared, trainable=False" % len(keys))
     rows = _measure_rows(keys, decays, tol, shape, seed, device)
-    return SemanticsMatrix(tuple(rows), tuple(decays), tol, tuple(shape), seed,
-                           backend.versions())
+    versions = backend.versions()
+    measured = [frameworks.FRAMEWORKS[row.api] for row in rows
+                if row.api in frameworks.FRAMEWORKS and row.measured is not None]
+    if measured:  # the other frameworks' packages, of the rows measured
+        versions["frameworks"] = {imports.distribution(module): imports.version(module)
+                                  for framework in measured for module in framework.modules}
+    return SemanticsMatrix(tuple(rows), tuple(decays), tol, tuple(shape), seed, versions)

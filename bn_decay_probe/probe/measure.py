@@ -111,6 +111,29 @@ def require_one_input(config: ProbeConfig) -> None:
                          "it takes no batches")
 
 
+class StoppedChanging:
+    """Whether train steps have stopped changing the variables, for a convergence loop. Reading
+    every variable (``read()``, a list of arrays) costs more than a step, so it reads only when
+    the gap repeats exactly: unchanged variables give an unchanged gap, so a changed gap proves
+    the state moved; two equal reads in a row prove a step changed nothing."""
+
+    def __init__(self, read: Any):
+        self.read = read
+        self.last_gap: Optional[float] = None
+        self.unchanged: Optional[List[np.ndarray]] = None
+
+    def after(self, gap: float) -> bool:
+        """After a step with this ``gap``: True when that step left every variable as it was."""
+        if gap != self.last_gap:
+            self.last_gap, self.unchanged = gap, None
+            return False
+        current = list(self.read())
+        same = self.unchanged is not None and all(
+            np.array_equal(a, b) for a, b in zip(self.unchanged, current))
+        self.unchanged = current
+        return same
+
+
 def variable_infos(variables: Dict[str, Any]) -> Tuple[VariableInfo, ...]:
     """Full name -> tf.Variable, as VariableInfo sorted by name."""
     return tuple(VariableInfo(v.name, short_name(v.name), tuple(v.shape.as_list()),

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..text import number, vector
 from . import theory
+from .frameworks import FRAMEWORKS
 from .result import ProbeResult
 
 
@@ -33,7 +34,7 @@ def measured_notes(result: ProbeResult) -> Tuple[str, ...]:
     if theory.elements_per_channel(last.shape) == 1:
         notes.append("one value per channel (N*H*W = 1): the biased batch variance is 0 and "
                      "Bessel's n/(n-1) is undefined; the %s fed moving_variance %s on %s"
-                     % ("fused kernel" if result.fused else "non-fused path (tf.nn.moments)",
+                     % (_feeder(result),
                         vector(fed), ", ".join(result.device.ran_on) or result.device.target))
     train = result.outputs["train"]
     beta = result.after["train"]["beta"]
@@ -48,7 +49,7 @@ def measured_notes(result: ProbeResult) -> Tuple[str, ...]:
         bad = [c for c, v in enumerate(result.batch_statistics[name]) if not np.isfinite(v)]
         if bad:
             reference = (theory.batch_mean(last) if name == "moving_mean"
-                         else theory.fed_variance(last, result.fused))
+                         else theory.fed_variance(last, result.unbiased_variance))
             values = train[..., bad]
             notes.append("float32 overflow: the batch %s fed to %s is %s in channel(s) %s, where "
                          "numpy in float64 gives %s (float32 ends at %.4g); of the %d train "
@@ -58,6 +59,15 @@ def measured_notes(result: ProbeResult) -> Tuple[str, ...]:
                             np.finfo(np.float32).max, values.size,
                             np.count_nonzero(values == 0), np.count_nonzero(~np.isfinite(values))))
     return tuple(notes + list(_non_finite(result)))
+
+
+def _feeder(result: ProbeResult) -> str:
+    """What computed the batch statistics fed: TF's fused kernel or tf.nn.moments, or the
+    framework's layer."""
+    framework = FRAMEWORKS.get(result.config.api)
+    if framework is not None:
+        return "%s layer" % framework.name
+    return "fused kernel" if result.fused else "non-fused path (tf.nn.moments)"
 
 
 def _non_finite(result: ProbeResult) -> List[str]:

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..names import MOVING, short_name
 from ..values import FrozenDict, from_json_values, to_json_values
-from . import explain, theory
+from . import explain, frameworks, theory
 from .config import ProbeConfig, check_tol
 
 
@@ -127,6 +127,12 @@ class ProbeResult:
         """Whether the train branch, whose statistics feed the moving averages, was fused."""
         return self.fused_by_phase["train"]
 
+    @property
+    def unbiased_variance(self) -> bool:
+        """Whether the layer feeds its moving variance n/(n-1) times the biased batch variance:
+        TensorFlow's fused kernel, and PyTorch, do."""
+        return frameworks.unbiased_variance(self.config.api, self.fused)
+
     def _view(self, label: str, phase: str) -> Mapping[str, np.ndarray]:
         return FrozenDict((short_name(name), self.snapshots[label][name])
                           for name in self.branch_variables[phase])
@@ -183,9 +189,11 @@ class ProbeResult:
 
     def _convergence_facts(self) -> Dict[str, Any]:
         """What decides whether the gap can ever get within a tol (explain.why_never)."""
-        return {"decay": self.decay, "fused": self.fused,
+        return {"decay": self.decay, "fused": self.unbiased_variance,
+                "api": self.config.api,
                 "n": theory.elements_per_channel(self.inputs.shape),
-                "floor": theory.gap_floor(self.inputs, self.fused, self.epsilon["train"]),
+                "floor": theory.gap_floor(self.inputs, self.unbiased_variance,
+                                          self.epsilon["train"]),
                 "has_update_op": "moving_variance" in self.batch_statistics,
                 "updated": self.moving_statistics_updated,
                 "shared": self.branches_share_variables, "trainable": self.config.trainable}
@@ -194,12 +202,22 @@ class ProbeResult:
         """What the update rule predicts for moving_mean / moving_variance after each train
         step [steps, C], from the numpy batch statistics of each step's input (see theory)."""
         return theory.predicted_trajectory(self.config.train_inputs(), self.before["train"],
-                                           self.decay, self.fused, self.config.zero_debias)
+                                           self.decay, self.unbiased_variance,
+                                           self.config.zero_debias,
+                                           frameworks.average_of(self.config.api))
+
+    def predicted_gaps(self, steps: int) -> np.ndarray:
+        """max |test output - train output| after each of ``steps`` train steps on the input,
+        by the closed form of the layer's rule (see theory.predicted_gaps)."""
+        return theory.predicted_gaps(self.inputs, self.decay, self.unbiased_variance,
+                                     self.epsilon["train"], steps, self.config.zero_debias,
+                                     frameworks.average_of(self.config.api))
 
     def predicted_steps_to_converge(self, tol: float) -> Optional[int]:
-        return theory.predicted_steps_to_converge(self.inputs, self.decay, self.fused,
-                                                  self.epsilon["train"], tol,
-                                                  self.config.zero_debias)
+        return theory.predicted_steps_to_converge(self.inputs, self.decay,
+                                                  self.unbiased_variance, self.epsilon["train"],
+                                                  tol, self.config.zero_debias,
+                                                  frameworks.average_of(self.config.api))
 
     def to_dict(self) -> Dict[str, Any]:
         """Everything, JSON-serializable; float32 values become the exact Python floats."""

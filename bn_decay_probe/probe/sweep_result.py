@@ -10,7 +10,6 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..values import frozen_array, to_json_values
-from . import theory
 from .config import DEFAULT_TOL
 from .result import ProbeResult
 
@@ -99,8 +98,7 @@ class SweepResult:
             rule = r.predicted_trajectory()
             steps = r.config.train_steps
             gaps = r.trajectory.get("gap")
-            predicted = None if gaps is None else theory.predicted_gaps(
-                r.inputs, r.decay, r.fused, r.epsilon["train"], steps, r.config.zero_debias)
+            predicted = None if gaps is None else r.predicted_gaps(steps)
             for k in range(steps):
                 gap = "" if gaps is None else repr(float(gaps[k]))
                 rule_gap = "" if predicted is None else repr(float(predicted[k]))

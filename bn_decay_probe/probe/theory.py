@@ -10,6 +10,12 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 REDUCTION_AXES = (0, 1, 2)  # NHWC: one statistic per channel over N, H, W
+# How a layer averages its batch statistics (frameworks.py says which framework does which):
+EMA = "ema"  # moving = decay * moving + (1 - decay) * batch (TensorFlow, PyTorch, Flax, Keras)
+# Haiku: hidden = decay * hidden + (1 - decay) * batch from hidden = 0, and the average used is
+# hidden / (1 - decay**k) after k steps (Adam's zero-debiasing), for the mean and the variance
+DEBIASED = "debiased"
+CUMULATIVE = "cumulative"  # PyTorch momentum=None: the mean of every step's batch statistics
 
 
 def elements_per_channel(shape: Tuple[int, ...]) -> int:
@@ -71,24 +77,34 @@ def train_output(x: np.ndarray, epsilon: float, beta: Optional[np.ndarray] = Non
 
 
 def predicted_trajectory(train_inputs: Sequence[np.ndarray], before: Mapping[str, np.ndarray],
-                         decay: float, fused: bool,
-                         zero_debias: bool = False) -> Dict[str, np.ndarray]:
+                         decay: float, fused: bool, zero_debias: bool = False,
+                         average: str = EMA) -> Dict[str, np.ndarray]:
     """moving_mean / moving_variance [K, C] after each of the K train steps, the k-th on
     ``train_inputs[k]``, from ``before``: the update rule with each batch's mean and the
-    variance the (non-)fused path feeds. zero_debias: contrib's debiased mean, a zero-started
-    average divided by 1 - decay**k."""
+    variance the layer feeds (``fused``: n/(n-1) times the biased one). zero_debias:
+    contrib's debiased mean, a zero-started average divided by 1 - decay**k. ``average``:
+    EMA, DEBIASED (both statistics zero-debiased, ``before`` unused) or CUMULATIVE (the mean
+    of the statistics of steps 1..k, ``before`` and ``decay`` unused)."""
     # A probe trains K steps on one input (or cycles a few batches): each distinct array's
     # statistics once, not once per step.
     statistics: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
     for x in train_inputs:
         if id(x) not in statistics:
             statistics[id(x)] = (batch_mean(x), fed_variance(x, fused))
-    means = [statistics[id(x)][0] for x in train_inputs]
-    variances = [statistics[id(x)][1] for x in train_inputs]
+    means = np.array([statistics[id(x)][0] for x in train_inputs])
+    variances = np.array([statistics[id(x)][1] for x in train_inputs])
+    k = np.arange(1, len(means) + 1, dtype=np.float64)[:, None]
+    if average == CUMULATIVE:
+        return {"moving_mean": np.cumsum(means, axis=0) / k,
+                "moving_variance": np.cumsum(variances, axis=0) / k}
+    if average == DEBIASED:
+        with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 at decay 1, as Haiku
+            return {name: moving_after_sequence(np.zeros_like(values[0]), values, decay)
+                    / (1.0 - float(decay) ** k)
+                    for name, values in (("moving_mean", means), ("moving_variance", variances))}
     predicted = {"moving_variance": moving_after_sequence(before["moving_variance"], variances,
                                                           decay)}
     if zero_debias:
-        k = np.arange(1, len(means) + 1, dtype=np.float64)[:, None]
         biased = moving_after_sequence(np.zeros_like(means[0]), means, decay)
         with np.errstate(invalid="ignore", divide="ignore"):
             predicted["moving_mean"] = biased / (1.0 - float(decay) ** k)
@@ -121,23 +137,28 @@ def population_statistics(batches: np.ndarray) -> Dict[str, np.ndarray]:
 
 
 def predicted_gaps(x: np.ndarray, decay: float, fused: bool, epsilon: float, steps: int,
-                   zero_debias: bool = False) -> np.ndarray:
+                   zero_debias: bool = False, average: str = EMA) -> np.ndarray:
     """max |test output - train output| after each of ``steps`` train steps on ``x``, from the
-    closed form, starting from (0, 1), gamma 1 (beta cancels out).
+    closed form, starting from (0, 1), gamma 1 (beta cancels out); ``average`` as for
+    predicted_trajectory.
 
     The difference is affine in x within a channel, so its largest size is at the channel's
     smallest or largest value.
     """
-    return _gaps_at(x, decay, fused, epsilon, np.arange(1, steps + 1), zero_debias)
+    return _gaps_at(x, decay, fused, epsilon, np.arange(1, steps + 1), zero_debias, average)
 
 
 def _gaps_at(x: np.ndarray, decay: float, fused: bool, epsilon: float, steps: np.ndarray,
-             zero_debias: bool) -> np.ndarray:
+             zero_debias: bool, average: str = EMA) -> np.ndarray:
     """predicted_gaps after each train step of ``steps`` (1-based)."""
     x = np.asarray(x, np.float64)
     mean, biased = batch_mean(x), batch_variance(x)
     k = np.asarray(steps, np.float64)[:, None]
     weight = float(decay) ** k
+    if average == CUMULATIVE or (average == DEBIASED and decay < 1):
+        weight = np.zeros_like(weight)  # the batch's own statistics from the first step on
+    elif average == DEBIASED:  # 0/0 at decay 1, as Haiku computes it
+        weight = np.full_like(weight, np.nan)
     if zero_debias:  # the batch mean itself from the first step on; 0/0 at decay 1
         debiased = mean if decay < 1 else np.full_like(mean, np.nan)
         moving_mean = np.broadcast_to(debiased, weight.shape)
@@ -169,14 +190,16 @@ def settled_after(decay: float, cap: int = 10 ** 6) -> int:
 
 
 def predicted_steps_to_converge(x: np.ndarray, decay: float, fused: bool, epsilon: float,
-                                tol: float, zero_debias: bool = False) -> Optional[int]:
+                                tol: float, zero_debias: bool = False,
+                                average: str = EMA) -> Optional[int]:
     """The first train step after which max |test - train| <= tol by the closed form, or None
-    when it never gets there (decay 1, or a fused kernel's n/(n-1) gap larger than tol)."""
-    last = settled_after(decay)
+    when it never gets there (decay 1, or a fused kernel's n/(n-1) gap larger than tol);
+    ``average`` as for predicted_trajectory."""
+    last = 1 if average != EMA else settled_after(decay)
     start, width = 1, 1024
     while start <= last:  # in growing windows: the first hit ends the search
         steps = np.arange(start, min(start + width, last + 1))
-        gaps = _gaps_at(x, decay, fused, epsilon, steps, zero_debias)
+        gaps = _gaps_at(x, decay, fused, epsilon, steps, zero_debias, average)
         hits = np.nonzero(np.nan_to_num(gaps, nan=np.inf) <= tol)[0]  # NaN: never within
         if len(hits):
             return int(steps[hits[0]])

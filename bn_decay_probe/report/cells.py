@@ -8,12 +8,21 @@ from typing import Any, List, Sequence
 import numpy as np
 
 from ..names import SNAPSHOTS, short_name
+from ..probe.frameworks import FRAMEWORKS
 from ..text import number, paragraph
 
 SNAPSHOT_TITLES = ("before train", "after train", "before test", "after test")
 RULE_TITLE = "rule after train"
 RULE_LEGEND = ("rule after train = decay * moving + (1 - decay) * batch statistic at every "
                "step (numpy, float64; variance biased, or x n/(n-1) when fused)")
+
+
+def rule_legend(result: Any) -> str:
+    """RULE_LEGEND, or the rule of the framework the result measured."""
+    framework = FRAMEWORKS.get(result.config.api)
+    if framework is None:
+        return RULE_LEGEND
+    return "rule after train = %s (numpy, float64)" % framework.rule()
 
 
 def variable_rows(result: Any) -> List[List[str]]:
@@ -44,14 +53,19 @@ def describe(result: Any, decays: str = "") -> List[str]:
     options += " | trainable=False" if not c.trainable else ""
     steps = "steps %d" % c.steps if c.batches is None else \
         "steps %d x %d batches %s" % (c.steps, len(c.batches), list(c.batches.shape[1:]))
-    device = ", ".join(result.device.ran_on) or "(no op traced)"
+    framework = FRAMEWORKS.get(c.api)
+    device = ", ".join(result.device.ran_on) or (
+        "(no op traced)" if framework is None else result.device.target)
+    kernel = ("fused %s (%s)" % ("yes" if result.fused else "no", requested) if framework is None
+              else framework.layer)
     lines = [
-        "%s%s | fused %s (%s) | %s | epsilon %g (graph: %s) | input %s %s"
-        % (decays or "decay %g" % c.decay, options, "yes" if result.fused else "no",
-           requested, steps, c.epsilon, number(result.epsilon["train"]), list(c.shape), source),
-        "ran on %s (device %s%s) | TensorFlow %s"
+        "%s%s | %s | %s | epsilon %g (%s: %s) | input %s %s"
+        % (decays or "decay %g" % c.decay, options, kernel, steps, c.epsilon,
+           "graph" if framework is None else "layer", number(result.epsilon["train"]),
+           list(c.shape), source),
+        "ran on %s (device %s%s) | %s"
         % (device, c.device, ": " + result.device.notice if result.device.notice else "",
-           result.versions["tensorflow"]),
+           result.versions.get("framework") or "TensorFlow %s" % result.versions["tensorflow"]),
     ]
     if result.device.ran_on and set(result.device.ran_on) != {result.device.target}:
         lines.append("note: built for %s, but soft placement ran ops on %s"

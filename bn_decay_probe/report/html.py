@@ -5,8 +5,8 @@ import html
 from typing import Any
 
 from ..probe.config import DEFAULT_TOL
-from .cells import (RULE_LEGEND, RULE_TITLE, SNAPSHOT_TITLES, convergence_line, describe,
-                    note_lines, variable_rows)
+from .cells import (RULE_TITLE, SNAPSHOT_TITLES, convergence_line, describe,
+                    note_lines, rule_legend, variable_rows)
 
 
 def render_html(result: Any, tol: float = DEFAULT_TOL) -> str:
@@ -22,4 +22,4 @@ def render_html(result: Any, tol: float = DEFAULT_TOL) -> str:
     return ("<table><caption style='text-align:left'>%s</caption><thead><tr>%s</tr></thead>"
             "<tbody>%s</tbody></table><p><small>%s</small></p>"
             % ("<br>".join(html.escape(line) for line in caption), head, body,
-               html.escape(RULE_LEGEND)))
+               html.escape(rule_legend(result))))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from ..probe.frameworks import FRAMEWORKS
 from ..text import fit_lines, fold_table, number, paragraph, resolve_width
 from .cells import convergence_cell, footnotes
 
@@ -17,7 +18,8 @@ def render_matrix(matrix: Any, width: Optional[int] = None) -> str:
     header += ["steps @%g" % d for d in matrix.decays]
     rows, unavailable, reasons = [], [], []  # type: ignore[var-annotated]
     for row in matrix.rows:
-        cells = [row.api, "yes" if row.fused_requested else "no",
+        other = row.api in FRAMEWORKS  # no fused kernel to ask for or to run
+        cells = [row.api, "-" if other else "yes" if row.fused_requested else "no",
                  row.updates + ("" if row.share_variables else " (unshared)")
                  + ("" if row.trainable else " (trainable=False)")]
         m = row.measured
@@ -27,7 +29,8 @@ def render_matrix(matrix: Any, width: Optional[int] = None) -> str:
             cells += ["unavailable [u%d]" % (unavailable.index(row.unavailable) + 1)]
             cells += [""] * (len(header) - 4)
         else:
-            cells += ["fused" if m.fused else "non-fused", "yes" if m.updated else "NO",
+            cells += ["-" if other else "fused" if m.fused else "non-fused",
+                      "yes" if m.updated else "NO",
                       m.variance,
                       "%s (%s)" % ("yes" if m.test_equals_train else "no",
                                    number(m.gap_at_decay_0)),
@@ -35,8 +38,10 @@ def render_matrix(matrix: Any, width: Optional[int] = None) -> str:
             cells += [convergence_cell(m.convergence[d], reasons) for d in matrix.decays]
         rows.append(cells)
     versions = matrix.versions
-    lines = ["semantics matrix: input %s uniform(0, 255) seed %d | TensorFlow %s"
-             % (list(matrix.shape), matrix.seed, versions["tensorflow"]), ""]
+    lines = ["semantics matrix: input %s uniform(0, 255) seed %d | %s"
+             % (list(matrix.shape), matrix.seed, ", ".join(
+                 ["TensorFlow %s" % versions["tensorflow"]]
+                 + ["%s %s" % item for item in versions.get("frameworks", {}).items()])), ""]
     lines += fold_table(header, rows, 4, width, keep=3)
     lines.append("")
     for legend in (
@@ -47,11 +52,18 @@ def render_matrix(matrix: Any, width: Optional[int] = None) -> str:
             "updates.",
             "steps @d: train steps until max |test - train| <= %g (output units), measured "
             "(predicted by the closed form); 'never': it cannot get there, for the reason "
-            "[n] below; '>N': not within N = 3x the prediction." % matrix.tol):
+            "[n] below; '>N': not within N = 3x the prediction." % matrix.tol,
+            "fused, kernel: TensorFlow's fused kernel asked for, and the kernel that ran; '-' "
+            "for the frameworks beside TensorFlow, which have no such choice (PyTorch's kernel "
+            "feeds n/(n-1) as TF's fused one does; the variance fed column shows it). updates: "
+            "'inplace' is the only kind there: the layer updates as it runs. The other "
+            "frameworks take the same NHWC input (PyTorch in channels_last memory); decay is "
+            "spelled as each spells it (api torch: momentum = 1 - decay; torch-cumulative "
+            "ignores it)."):
         lines += paragraph(legend, width, "  ")
     lines += footnotes(reasons, "never within %g:" % matrix.tol, width)
     if unavailable:
-        lines += ["unavailable with this TensorFlow:"]
+        lines += ["unavailable here:"]
         for index, reason in enumerate(unavailable, 1):
             lines += paragraph("  [u%d] %s" % (index, reason), width, "       ")
     return fit_lines(lines, width)

@@ -12,7 +12,7 @@ from typing import Any, List
 import numpy as np
 
 from ..errors import PlotUnavailableError
-from ..probe import theory
+from ..probe.frameworks import FRAMEWORKS
 
 MISSING = "plotting needs matplotlib: pip install 'bn-decay-probe[plot]' (or matplotlib)"
 FORMATS = (".png", ".pdf", ".svg")
@@ -67,9 +67,7 @@ def sweep_figure(sweep: Any, channel: int = 0, tol: float = 0.01, shown: int = 6
             axes.plot(steps, np.r_[start, rule[name][:, channel]], label=label, **closed)
         gaps.plot(steps[1:], r.trajectory["gap"], color=color, label="decay %.4g" % r.decay,
                   **measured)
-        gaps.plot(steps[1:], theory.predicted_gaps(r.inputs, r.decay, r.fused, r.epsilon["train"],
-                                                   len(steps) - 1, r.config.zero_debias),
-                  label=label, **closed)
+        gaps.plot(steps[1:], r.predicted_gaps(len(steps) - 1), label=label, **closed)
     gaps.axhline(tol, color="gray", linestyle=":", label="tol %g" % tol)
     convergence = [r.steps_to_converge(tol) for r in results]
     found = np.array([np.nan if c.measured is None else c.measured for c in convergence])
@@ -91,8 +89,11 @@ def sweep_figure(sweep: Any, channel: int = 0, tol: float = 0.01, shown: int = 6
     converge.grid(True, alpha=0.3)
     converge.legend()
     c = first.config
-    figure.suptitle("tf.contrib.layers.batch_norm, %s, input %s, epsilon %g, channel %d"
-                    % ("fused" if first.fused else "non-fused", list(c.shape), c.epsilon, channel))
+    framework = FRAMEWORKS.get(c.api)
+    layer = ("tf.contrib.layers.batch_norm, %s" % ("fused" if first.fused else "non-fused")
+             if framework is None else framework.layer)
+    figure.suptitle("%s, input %s, epsilon %g, channel %d"
+                    % (layer, list(c.shape), c.epsilon, channel))
     return figure
 
 

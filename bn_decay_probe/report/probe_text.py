@@ -14,8 +14,8 @@ import numpy as np
 from ..probe import theory
 from ..probe.config import DEFAULT_TOL
 from ..text import fit_lines, fold_table, number, resolve_width, vector
-from .cells import (RULE_LEGEND, RULE_TITLE, SNAPSHOT_TITLES, convergence_line, describe,
-                    note_lines, variable_rows)
+from .cells import (RULE_TITLE, SNAPSHOT_TITLES, convergence_line, describe,
+                    note_lines, rule_legend, variable_rows)
 
 _FULL_ARRAYS_UP_TO = 64  # elements: small inputs are printed whole, as the blog experiment did
 _TRAJECTORY_ROWS = 12
@@ -101,6 +101,6 @@ def render_text(result: Any, tol: float = DEFAULT_TOL,
     width = resolve_width(width)
     header = ["variable", "ch", *SNAPSHOT_TITLES, RULE_TITLE]
     lines = describe(result) + [""] + fold_table(header, variable_rows(result), 2, width, keep=2)
-    lines += [RULE_LEGEND] + note_lines(result) + [""] + _statistics(result)
+    lines += [rule_legend(result)] + note_lines(result) + [""] + _statistics(result)
     lines += _trajectory(result, tol, width)
     return fit_lines(lines + [""] + _outputs(result), width)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from ..probe import theory
 from ..probe.config import DEFAULT_TOL
 from ..text import fit_lines, fold_table, number, paragraph, resolve_width, vector
 from .cells import convergence_cell, describe, footnotes, note_lines
@@ -32,8 +31,7 @@ def render_sweep(sweep: Any, tol: float = DEFAULT_TOL, width: Optional[int] = No
         for name in ("moving_mean", "moving_variance"):
             row += [vector(after[name]), vector(rule[name][-1])]
         if sweep.gap is not None:
-            predicted = theory.predicted_gaps(r.inputs, r.decay, r.fused, r.epsilon["train"],
-                                              steps, r.config.zero_debias)
+            predicted = r.predicted_gaps(steps)
             convergence = r.steps_to_converge(tol)
             row += [number(r.trajectory["gap"][-1]), number(predicted[-1]),
                     convergence_cell(convergence, reasons)]

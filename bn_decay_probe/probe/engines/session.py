@@ -129,7 +129,7 @@ def converge(config: ProbeConfig, tol: float, max_steps: int) -> Convergence:
     with opened(config) as s:
         stopped = "limit reached"
         measured: Optional[int] = None
-        last_gap, unchanged = None, None
+        watch = measure.StoppedChanging(s.read)
         step = 0
         for step in range(1, max_steps + 1):
             train_output = s.step()
@@ -137,19 +137,9 @@ def converge(config: ProbeConfig, tol: float, max_steps: int) -> Convergence:
             if gap <= tol:
                 measured = step
                 break
-            # Reading every variable costs more than a step, so only when the gap repeats
-            # exactly (unchanged variables give unchanged outputs, so a changing gap proves
-            # the state moved); two equal reads in a row prove a step changed nothing.
-            if gap == last_gap:
-                current = s.read()
-                if unchanged is not None and all(
-                        np.array_equal(a, b) for a, b in zip(unchanged, current)):
-                    stopped = "the variables stopped changing after step %d" % (step - 1)
-                    break
-                unchanged = current
-            else:
-                unchanged = None
-            last_gap = gap
+            if watch.after(gap):
+                stopped = "the variables stopped changing after step %d" % (step - 1)
+                break
         fused = s.built.fused["train"]
         epsilon = s.built.epsilon["train"]
     predicted = theory.predicted_steps_to_converge(config.inputs, config.decay, fused, epsilon,
