@@ -12,12 +12,11 @@ from typing import Optional
 from .. import progress
 from ..checkpoints import paths
 from ..errors import EXIT_OK, ProbeConfigError
-from ..repair.api import DEFAULT_GAP_BATCHES
 from ..repair.data import DEFAULT_BATCH_SIZE, check_batch_size, open_data
 from .output import Output, check_writable
 from .parser import Parser, add_json_option
 
-_FLAGS = ("--input", "--training", "--output")
+_FLAGS = ("--input", "--training")
 
 
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
@@ -43,10 +42,6 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                         help="the boolean training switch (default: the one boolean "
                              "placeholder the layers' conds depend on, e.g. Keras's learning "
                              "phase); repeat for several")
-    parser.add_argument("--output", action="append", metavar="NAME",
-                        help="a model output to measure the inference/training gap on "
-                             "(default: the deepest outputs of the forward pass); repeat for "
-                             "several")
     parser.add_argument("--layer", action="append", metavar="NAME",
                         help="recalibrate only this layer (the variables' prefix, e.g. "
                              "resnet_v1_50/conv1/BatchNorm); repeat for several")
@@ -56,9 +51,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                              % DEFAULT_BATCH_SIZE)
     parser.add_argument("--max-batches", type=int, metavar="K",
                         help="stop after K batches (default: all)")
-    parser.add_argument("--gap-batches", type=int, default=DEFAULT_GAP_BATCHES, metavar="G",
-                        help="measure the inference/training gap on the first G batches "
-                             "(default %d; 0: not measured)" % DEFAULT_GAP_BATCHES)
+    parser.add_argument("--check-batches", type=int, metavar="K",
+                        help="check the statistics in inference mode on the first K batches "
+                             "(default: all of them; 0: no check)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing checkpoint at --out (never the input)")
     add_json_option(parser, "the report")
@@ -73,9 +68,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: Output) 
     destination = paths.output_prefix(args.out, prefix, args.overwrite)
     batch_size = check_batch_size(args.batch_size, "--batch-size")
     max_batches = check_batch_size(args.max_batches, "--max-batches")
-    if args.gap_batches < 0:
-        raise ProbeConfigError("--gap-batches must be >= 0 (0: no gap measured), got %d"
-                               % args.gap_batches)
+    if args.check_batches is not None and args.check_batches < 0:
+        raise ProbeConfigError("--check-batches must be >= 0 (0: no check), got %d"
+                               % args.check_batches)
     data = open_data(args.data)
     if args.json not in (None, "-"):
         check_writable(args.json)
@@ -86,8 +81,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: Output) 
     backend.silence_native_logs()
     result = recalibrate_checkpoint(
         prefix, data, destination, inputs=args.input, training=args.training, layers=args.layer,
-        outputs=args.output, batch_size=batch_size, max_batches=max_batches,
-        gap_batches=args.gap_batches, overwrite=args.overwrite,
+        batch_size=batch_size, max_batches=max_batches,
+        check_batches=args.check_batches, overwrite=args.overwrite,
         progress=progress.wanted(args.quiet), flags=_FLAGS)
     if args.json != "-":
         out.emit(render_repair(result))

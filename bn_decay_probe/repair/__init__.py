@@ -13,9 +13,9 @@ layers, input, switch, outputs), ``pooled`` (the statistics, numpy only), ``runn
 runs), ``checkpoint`` (paths, .meta import, the repaired copy), ``result`` and ``render`` (the
 report).
 """
-from .api import DEFAULT_GAP_BATCHES, recalibrate, recalibrate_checkpoint
+from .api import recalibrate, recalibrate_checkpoint
 from .render import render_repair
-from .result import LayerRepair, OutputGap, RepairResult
+from .result import Check, LayerRepair, RepairResult
 
-__all__ = ["recalibrate", "recalibrate_checkpoint", "RepairResult", "LayerRepair", "OutputGap",
-           "render_repair", "DEFAULT_GAP_BATCHES"]
+__all__ = ["recalibrate", "recalibrate_checkpoint", "RepairResult", "LayerRepair", "Check",
+           "render_repair"]
