@@ -390,8 +390,9 @@ def test_corrupt_index(tmp_path, contrib_never):
     with pytest.raises(ProbeConfigError) as error:
         diagnose_checkpoint(prefix)
     assert str(error.value) == (
-        "%s is not a readable TensorFlow checkpoint (not an sstable (bad magic number)); give "
-        "the prefix of a checkpoint written by tf.train.Saver" % prefix)
+        "checkpoint %s cannot be read: %s.index is not a readable checkpoint index (not an "
+        "sstable (bad magic number)); the file is damaged, or not one tf.train.Saver wrote"
+        % (prefix, prefix))
 
 
 def test_corrupt_data(tmp_path, contrib_never):
@@ -403,17 +404,19 @@ def test_corrupt_data(tmp_path, contrib_never):
     where = (r"TensorBundle at %s shard 0 \(\d+ bytes\): " % re.escape(prefix)
              if backend_name() == "tf2" else "")
     with pytest.raises(ProbeConfigError,
-                       match=r"^%s is not a readable TensorFlow checkpoint \(%sChecksum does not "
-                             r"match: .*\); give the prefix of a checkpoint written by "
-                             r"tf\.train\.Saver$" % (re.escape(prefix), where)):
+                       match=r"^checkpoint %s cannot be read: its data file %s is damaged or "
+                             r"does not match its index \(%sChecksum does not match: .*\)$"
+                             % (re.escape(prefix), re.escape(prefix + ".data-00000-of-00001"),
+                                where)):
         diagnose_checkpoint(prefix)
 
 
 def test_a_file_that_is_no_checkpoint(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("not a checkpoint\n")
-    with pytest.raises(ProbeConfigError, match=r"^%s is not a readable TensorFlow checkpoint "
-                                               r"\(.*file is too short to be an sstable" % path):
+    with pytest.raises(ProbeConfigError, match=r"^checkpoint %s cannot be read: %s.index is "
+                                               r"not a readable checkpoint index \(.*file is "
+                                               r"too short to be an sstable" % (path, path)):
         diagnose_checkpoint(str(path))
 
 
@@ -795,9 +798,11 @@ def test_cli_corrupt_checkpoint_exits_2(tmp_path):
     (tmp_path / "model.ckpt-1.data-00000-of-00001").write_bytes(b"\x00garbage" * 8)
     out = doctor_cli(str(tmp_path / "model.ckpt-1"))
     assert (out.returncode, out.stdout) == (2, "")
-    assert out.stderr == ("bn-decay-probe doctor: error: %s is not a readable TensorFlow "
-                          "checkpoint (not an sstable (bad magic number)); give the prefix of a "
-                          "checkpoint written by tf.train.Saver\n" % (tmp_path / "model.ckpt-1"))
+    prefix = tmp_path / "model.ckpt-1"
+    assert out.stderr == ("bn-decay-probe doctor: error: checkpoint %s cannot be read: %s.index is "
+                          "not a readable checkpoint index (not an sstable (bad magic number)); "
+                          "the file is damaged, or not one tf.train.Saver wrote\n"
+                          % (prefix, prefix))
 
 
 def test_cli_output_into_a_closed_pipe(contrib_never):

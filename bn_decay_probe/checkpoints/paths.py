@@ -22,18 +22,14 @@ def data_files(prefix: str) -> List[str]:
 
 
 def check_files(prefix: str) -> None:
-    """CheckpointError naming the file when one of the checkpoint's own files is a directory,
-    or its index is empty: what TF's readers would otherwise report obscurely, or not at all."""
+    """CheckpointError naming the file when one of the checkpoint's own files is a directory:
+    what TF's readers would otherwise report obscurely."""
     candidates = [prefix + ".index", prefix + ".meta"] + sorted(
         path for path in glob.glob(glob.escape(prefix) + ".data-*")
         if CHECKPOINT_FILE.sub("", path) == prefix)
     for path in candidates:
         if os.path.isdir(path):
             raise CheckpointError("%s is a directory, not a checkpoint file" % path)
-    index = prefix + ".index"
-    if os.path.isfile(index) and os.path.getsize(index) == 0:
-        raise CheckpointError("checkpoint %s cannot be read: %s is empty; the file is damaged"
-                              % (prefix, index))
 
 
 def _prefix_of(path: Any, message: str) -> str:

@@ -4,6 +4,7 @@ names behind its keys."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
@@ -143,4 +144,8 @@ def open_reader(tf1: Any, prefix: str) -> Any:
     """TensorFlow's reader of the checkpoint at ``prefix``; CheckpointError (one line, naming
     the file) when its files cannot be read."""
     check_files(prefix)
+    index = prefix + ".index"
+    if os.path.isfile(index) and os.path.getsize(index) == 0:
+        raise CheckpointError("checkpoint %s cannot be read: %s is empty; the file is damaged"
+                              % (prefix, index))
     return _guarded(prefix, lambda: tf1.train.NewCheckpointReader(prefix), "index")

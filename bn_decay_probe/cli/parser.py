@@ -25,8 +25,9 @@ class Parser(argparse.ArgumentParser):
 
 
 def nearest(word: str, names: Iterable[str]) -> List[str]:
-    """The names closest to a mistyped ``word`` (difflib's ratio 0.6 and up), best first."""
-    return difflib.get_close_matches(word, list(names), n=2, cutoff=0.6)
+    """The names closest to a mistyped ``word``, best first: difflib's ratio 0.75 and up (a
+    letter swapped, left out or doubled; "--bogus" is not "--verbose", at 0.625)."""
+    return difflib.get_close_matches(word, list(names), n=2, cutoff=0.75)
 
 
 def suggestions(words: Iterable[str], names: Iterable[str]) -> str:

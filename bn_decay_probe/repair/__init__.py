@@ -8,10 +8,11 @@ population variance (divide by the number of values, as fvcore's precise BN does
 kernel's n/(n-1) is not applied: docs/repair.md says why). Importing this package does not import
 TensorFlow.
 
-Modules: ``data`` (files and batches), ``discover`` / ``graphwalk`` / ``plan`` (reading the graph:
-layers, input, switch, outputs), ``pooled`` (the statistics, numpy only), ``runner`` (the session
-runs), ``checkpoint`` (paths, .meta import, the repaired copy), ``result`` and ``render`` (the
-report).
+Modules: ``data`` (files and batches), ``discover`` / ``plan`` (reading the graph: layers, input,
+switch), ``kinds`` (the layers left as they were, and why), ``pooled`` (the statistics, numpy
+only), ``runner`` (the session runs), ``check`` (how far inference mode's normalization is from
+each layer's input, before and after), ``writer`` (the repaired copy), ``result`` and ``render``
+(the report).
 """
 from .api import recalibrate, recalibrate_checkpoint
 from .render import render_repair

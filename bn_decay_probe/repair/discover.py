@@ -1,5 +1,5 @@
 """Reading a graph for a repair: each batch-norm layer's batch statistics in training mode, the
-input tensor, the training switch and the model's outputs. Works on a graph a program built
+input tensor and the training switch. Works on a graph a program built
 (TF 1.15 or TF 2.x graph mode) and on one imported from a .meta file; adds nothing to the graph.
 
 A layer is a pair of variables ``.../moving_mean`` and ``.../moving_variance``. Its batch
@@ -27,6 +27,11 @@ from ..probe.config import DEFAULT_EPSILON  # contrib's, tf.layers' and Keras's 
 
 FUSED_OPS = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
 _STOP_OPS = VARIABLE_OPS | {"Const", "Placeholder", "PlaceholderWithDefault", "VarIsInitializedOp"}
+# Ops that compute a layer's input, not statistics of it: a walk from an update op that reaches
+# one has passed the values its layer normalizes (a layer whose statistics the repair cannot
+# read, such as tf.nn.weighted_moments'), and must not take the layer before's statistics.
+_LAYER_OPS = frozenset({"Conv2D", "Conv3D", "DepthwiseConv2dNative", "MatMul", "BatchMatMul",
+                        "BatchMatMulV2", "BiasAdd", "Relu", "Relu6", "Elu", "Selu", "Softmax"})
 _FLOAT = ("float16", "bfloat16", "float32", "float64")
 
 
@@ -177,7 +182,7 @@ def _kind(op: Any) -> Optional[str]:
         return "training" if op.get_attr("is_training") else "stop"
     if op.type == "Mean" and _moments_of(op) is not None:
         return "training"
-    if op.type in _STOP_OPS:
+    if op.type in _STOP_OPS or op.type in _LAYER_OPS:
         return "stop"
     return None
 

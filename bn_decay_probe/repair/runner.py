@@ -1,15 +1,16 @@
 """The runs of a repair, in one session, with every variable left as it was:
 
 1. read the moving statistics (and any variable the runs below could change);
-2. each batch once in training mode, no update op run: each layer's batch mean and variance
+2. the check, before: the checked batches (all, read again; or those kept in memory when the
+   batches can be read only once) in inference mode, the mean and variance of each layer's
+   input pooled in float64;
+3. each batch once in training mode, no update op run: each layer's batch mean and variance
    (and the number of values they cover) come out of the run and are pooled in float64; the
-   first run also checks that every cond took its training branch. Batches that are checked
-   also run in inference mode first: the mean and variance of each layer's input there, with
-   the statistics before, pooled the same way;
-3. the variables the runs changed (in-place update ops) get their values back, and the layers'
+   first run also checks that every cond took its training branch;
+4. the variables the runs changed (in-place update ops) get their values back, and the layers'
    moving statistics get the pooled values;
-4. the checked batches again in inference mode: each layer's input statistics with the
-   statistics after.
+5. the check, after: the checked batches again in inference mode (and 4 again, when those runs
+   may move variables).
 
 In training mode every batch-norm layer normalizes with its batch statistics, so what a layer
 sees does not depend on the moving statistics being replaced (precise BN, as fvcore's
@@ -18,6 +19,7 @@ moving statistics with what inference mode really feeds it.
 """
 from __future__ import annotations
 
+import itertools
 import re
 import weakref
 from dataclasses import dataclass, field
@@ -122,9 +124,15 @@ def run(tf1: Any, session: Any, walker: Walker, plan: Plan, batches: Batches,
 
     measured = Measured(before, {layer.name: PooledMoments(layer.channels) for layer in active},
                         0, 0, {})
-    checking = _Check(plan, statistics, seen_fetches, again, check_batches, measured)
-    for batch in prepared(batches):
-        checking.before(tf1, session, batch)
+    checking = _Check(plan, statistics, seen_fetches, check_batches, measured)
+    stream = prepared(batches)
+    # The check's batches, read before any training run: training runs of a graph with in-place
+    # updates move the moving statistics (given back below), and the check "before" must see
+    # the statistics as they were.
+    kept = checking.read_ahead(stream) if again is None else []
+    checking.run(tf1, session, kept if again is None else prepared(again()),
+                 measured.seen_before)
+    for batch in itertools.chain(kept, stream):
         fetches: Dict[str, Any] = {"stats": stat_fetches}
         if measured.batches == 0 and conditions:
             fetches["conditions"] = [_fetchable(c.predicate) for c, _ in conditions]
@@ -152,61 +160,67 @@ def run(tf1: Any, session: Any, walker: Walker, plan: Plan, batches: Batches,
     measured.written = {layer.name: (assigned[layer.mean_variable.op.name],
                                      assigned[layer.variance_variable.op.name])
                         for layer in active}
-    checking.after(tf1, session, prepared)
+    if checking.run(tf1, session, kept if again is None else prepared(again()),
+                    measured.seen_after) and changed:
+        _assign(tf1, session, plan, assignments)  # what the check's runs moved, back
+    checking.finish()
     return measured
 
 
 class _Check:
-    """The check's runs: inference mode on the checked batches, before (beside the training
-    runs) and after the statistics are written."""
+    """The check's runs: inference mode on the checked batches, with the statistics before and
+    after they are written."""
 
     def __init__(self, plan: Plan, statistics: Sequence[Tuple[Layer, Statistic]],
-                 fetches: Sequence[Any], again: Optional[Callable[[], Batches]],
-                 check_batches: Optional[int], measured: Measured) -> None:
+                 fetches: Sequence[Any], check_batches: Optional[int],
+                 measured: Measured) -> None:
         self.plan, self.statistics, self.fetches = plan, statistics, fetches
-        self.again, self.measured = again, measured
-        self.limit = check_batches
-        measured.one_shot = again is None
-        if check_batches is None and again is None:
-            self.limit = ONE_SHOT_CHECK  # kept in memory for the second run
-        self.kept: List[Tuple[np.ndarray, ...]] = []
+        self.measured, self.limit = measured, check_batches
         if not plan.switches:
             measured.unchecked = ("the graph has no training switch, so it has no inference "
                                   "mode to check the statistics in")
         elif check_batches == 0:
             measured.unchecked = "the check was turned off (0 batches)"
 
-    def _wanted(self, index: int) -> bool:
-        return self.measured.unchecked is None and (self.limit is None or index < self.limit)
+    def read_ahead(self, stream: Iterator[Tuple[np.ndarray, ...]]
+                   ) -> List[Tuple[np.ndarray, ...]]:
+        """Batches that can be read only once: the check's, kept in memory (the first 16
+        unless a number was given)."""
+        self.measured.one_shot = True
+        if self.measured.unchecked is not None:
+            return []
+        return list(itertools.islice(stream, ONE_SHOT_CHECK if self.limit is None
+                                     else self.limit))
 
-    def before(self, tf1: Any, session: Any, batch: Tuple[np.ndarray, ...]) -> None:
-        if not self._wanted(self.measured.batches):
-            return
-        if not self._pool(tf1, session, batch, self.measured.seen_before):
-            return
-        self.measured.checked_batches += 1
-        self.measured.checked_rows += int(batch[0].shape[0])
-        if self.again is None:
-            self.kept.append(batch)
-
-    def after(self, tf1: Any, session: Any,
-              prepared: Callable[[Batches], Iterator[Tuple[np.ndarray, ...]]]) -> None:
+    def run(self, tf1: Any, session: Any, batches: Iterable[Tuple[np.ndarray, ...]],
+            into: Dict[str, PooledMoments]) -> bool:
+        """One inference-mode run per checked batch, its layer inputs' moments pooled into
+        ``into``; False when the check is off or was given up."""
         measured = self.measured
-        if measured.unchecked is not None or not measured.checked_batches:
-            measured.seen_before.clear()
-            return
-        source = self.kept if self.again is None else prepared(self.again())
-        for index, batch in enumerate(source):
-            if index >= measured.checked_batches:
+        if measured.unchecked is not None:
+            return False
+        count, rows = 0, 0
+        for batch in batches:
+            if self.limit is not None and count >= self.limit:
                 break
-            if not self._pool(tf1, session, batch, measured.seen_after):
-                return
-        measured.checked_all = measured.checked_batches == measured.batches
+            if not self._pool(tf1, session, batch, into):
+                return False
+            count, rows = count + 1, rows + int(batch[0].shape[0])
+        measured.checked_batches, measured.checked_rows = count, rows
+        return True
+
+    def finish(self) -> None:
+        measured = self.measured
+        if measured.unchecked is not None:
+            measured.seen_before.clear()
+            measured.seen_after.clear()
+        measured.checked_all = (measured.unchecked is None and
+                                measured.checked_batches == measured.batches)
 
     def _pool(self, tf1: Any, session: Any, batch: Tuple[np.ndarray, ...],
               into: Dict[str, PooledMoments]) -> bool:
-        """One inference-mode run of ``batch``, its layer inputs' moments pooled; False (and the
-        check given up, with the reason) when inference mode cannot compute them."""
+        """One inference-mode run of ``batch``; False (and the check given up, with the
+        reason) when inference mode cannot compute the layers' inputs."""
         try:
             values = session.run(self.fetches, _feed(self.plan, batch, False))
         except tf1.errors.OpError as exc:
@@ -214,8 +228,6 @@ class _Check:
             # the test branch runs, and this layer's input is not computed.
             self.measured.unchecked = ("the layers' inputs cannot be computed in inference mode "
                                        "(%s)" % first_line(exc))
-            self.measured.seen_before.clear()
-            self.measured.seen_after.clear()
             return False
         for (layer, statistic), (size, mean, variance) in zip(self.statistics, values):
             moments = into.setdefault(layer.name, PooledMoments(layer.channels))
@@ -268,11 +280,12 @@ def _unfed(graph: Any, plan: Plan, name: str, dtype: str) -> str:
     boolean = dtype == "bool"
     candidates = [op.outputs[0].name for op in graph.get_operations()
                   if op.type in ("Placeholder", "PlaceholderWithDefault")
-                  and (op.outputs[0].dtype.base_dtype.name == "bool") == boolean]
+                  and op.outputs[0].dtype.base_dtype.name in
+                  (("bool",) if boolean else ("float16", "bfloat16", "float32", "float64"))]
     return ("the graph needs a value for the placeholder %s:0 (%s), which the repair does not "
             "feed: name it with %s (the graph's %s placeholders: %s)"
             % (name, dtype, training_flag if boolean else input_flag,
-               "boolean" if boolean else "other", ", ".join(candidates) or "none"))
+               "boolean" if boolean else "float", ", ".join(candidates) or "none"))
 
 
 def _conditions(plan: Plan) -> List[Tuple[Condition, str]]:
