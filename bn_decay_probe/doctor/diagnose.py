@@ -325,11 +325,10 @@ def _diagnosis(source: str, path: Optional[str], steps: StepCount, decay: Option
     still = [layer for layer in layers if frozen(layer) and layer.name not in with_value_finding]
     if still:
         notes.append("%d layer(s) frozen: the train step runs them in inference mode (built with "
-                     "is_training=False / training=False, or their training switch left at its "
-                     "default False), or the graph has no training mode for them; their "
-                     "statistics, not the initial 0 and 1, are those of the checkpoint the "
-                     "weights were restored from (e.g. pre-training), not of this training, so "
-                     "step count x decay (PARTLY_CONVERGED) does not apply to them"
+                     "is_training=False / training=False), or the graph has no training mode "
+                     "for them; their statistics, not the initial 0 and 1, are those of the "
+                     "checkpoint the weights were restored from (e.g. pre-training), not of this "
+                     "training, so step count x decay (PARTLY_CONVERGED) does not apply to them"
                      % len(still))
     if steps.source not in (None, "given") and len(steps.candidates) > 1:
         notes.append("step counters found: %s; used %s" % (", ".join(

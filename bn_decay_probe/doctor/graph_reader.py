@@ -21,8 +21,8 @@ from ..names import MOVING, moving_name
 from .train_step import as_ops, collected_update_ops, train_roots
 
 __all__ = ["BatchNormLayer", "TrainingSwitch", "UpdateSite", "find_batch_norm_layers",
-           "branch_copies", "require_layers", "update_sites", "layer_decay", "collected_update_ops", "as_ops",
-           "train_roots", "TRAINING", "INFERENCE", "SWITCHED",
+           "branch_copies", "require_layers", "update_sites", "layer_decay",
+           "collected_update_ops", "as_ops", "train_roots", "TRAINING", "INFERENCE", "SWITCHED",
            "KERAS_LEARNING_PHASE"]
 
 _UPDATE_OPS = frozenset({"AssignSub", "AssignSubVariableOp"})
