@@ -55,7 +55,7 @@ test: setup
 cross:
 	$(MAKE) setup BACKEND=tf1
 	$(MAKE) setup BACKEND=tf2
-	BN_DECAY_PROBE_OTHER_PYTHON=$(CURDIR)/.venv-tf2/bin/python .venv/bin/python -m pytest tests/test_cross_backend.py tests/test_repair_cross_backend.py $(PYTEST_ARGS)
+	BN_DECAY_PROBE_OTHER_PYTHON=$(CURDIR)/.venv-tf2/bin/python .venv/bin/python -m pytest tests/test_cross_backend.py tests/test_repair_cross_backend.py tests/test_doctor_cross_backend.py $(PYTEST_ARGS)
 
 # The sdist and the wheel, `twine check`, and `pip install .` into fresh venvs (scripts/check-package).
 package:

@@ -421,3 +421,15 @@ def function_graph(definition: Any, outer_graph: Any) -> Any:
 
     with outer_graph.as_default():
         return function_def_to_graph.function_def_to_graph(definition)
+
+
+def op_def(name: str) -> Any:
+    """The OpDef of the op type ``name`` in this TensorFlow, None when it has no such op (TF 1.15
+    lacks ops TF 2.x graphs hold, e.g. StatelessRandomGetKeyCounter in variables'
+    initializers)."""
+    tensorflow()
+    from tensorflow.python.framework import op_def_registry
+
+    if hasattr(op_def_registry, "get"):
+        return op_def_registry.get(name)
+    return op_def_registry.get_registered_ops().get(name)

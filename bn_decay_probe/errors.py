@@ -14,6 +14,7 @@ message and exits with that code. The statuses:
 - 141 ``EXIT_BROKEN_PIPE``: the reader closed the pipe (``| head``), as SIGPIPE ends a filter.
 """
 
+import re
 from typing import Any
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_INCOMPLETE = 0, 1, 2, 3
@@ -74,17 +75,31 @@ class DeviceFallbackWarning(UserWarning):
     """device="auto" found no GPU and ran on the CPU."""
 
 
-# TF 2.x puts this line (and an empty one) before the reason of an error in a Session.run.
-_HEADERS = ("Graph execution error:",)
+# TF 2.x puts a header before the reason of an error in a Session.run, then where the failing op
+# was defined (the stack of the program that built it) up to a "Node: 'name'" line.
+_HEADER = "Graph execution error:"
+_DEFINED_AT = re.compile(r"^Detected at node .* defined at \(most recent call last\):$")
+_NODE = re.compile(r"^Node: '.*'$")
 
 
 def first_line(error: Any) -> str:
     """The first line that says something of an exception (TensorFlow's ``message`` when it has
-    one) or a message, for a one-line error: TF 2.x's "Graph execution error:" header is
-    skipped; an exception that says nothing is named by its type."""
+    one) or a message, for a one-line error: TF 2.x's "Graph execution error:" header, the
+    stack of where the failing op was defined and its "Node:" line are skipped; an exception
+    that says nothing is named by its type."""
     text = getattr(error, "message", None) or str(error)
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    lines = [line for line in lines if line not in _HEADERS] or lines
+    kept, skipping = [], False
+    for line in lines:
+        if line == _HEADER:
+            continue
+        if _DEFINED_AT.match(line):
+            skipping = True
+        elif skipping and _NODE.match(line):
+            skipping = False
+        elif not skipping:
+            kept.append(line)
+    lines = kept or lines
     if lines:
         return lines[0]
     return type(error).__name__ if isinstance(error, BaseException) else "no reason given"

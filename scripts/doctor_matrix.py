@@ -1,11 +1,13 @@
 """Usage: python scripts/doctor_matrix.py [MODEL ...]
+       python scripts/doctor_matrix.py --cases
 
 The doctor on real model code, every case (tests/real_models.py), the heavier models too: trains
 each (model, case) once, diagnoses its tf.train.Saver checkpoint (with its .meta graph) and, for
 Keras, its save_weights checkpoint, without and with --decay, and prints a markdown table with
 the verdict the case calls for next to the one measured. Not run in CI (slim inception_v3 and
 Keras ResNet50 take minutes); the CI-sized models are tested in tests/test_doctor_real.py.
-Exit status 1 when a verdict is wrong."""
+``--cases``: the same for the cases users hit (tests/pattern_models.py; tested in
+tests/test_doctor_cases.py). Exit status 1 when a verdict is wrong."""
 import os
 import sys
 import tempfile
@@ -16,6 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import pattern_models  # noqa: E402
 import real_models  # noqa: E402
 from bn_decay_probe import backend  # noqa: E402
 from bn_decay_probe.doctor import diagnose_checkpoint  # noqa: E402
@@ -94,5 +97,70 @@ def main(models):
     return 1 if wrong else 0
 
 
+# The cases users hit: (label, how to build it, the verdict it calls for with and without
+# --decay). "A + B": codes of which A must be there and B may (NaN TF 1.15 leaves, see
+# test_doctor_cases.py).
+def _cases(cache, root):
+    for api in pattern_models.APIS:
+        yield ("blog's tf.cond, %s, no reuse" % api,
+               lambda api=api: pattern_models.blog(api, os.path.join(root, api)).prefix,
+               "UNSHARED_BRANCHES")
+        yield ("blog's tf.cond, %s, reuse" % api,
+               lambda api=api: pattern_models.blog(api, os.path.join(root, api + "-shared"),
+                                                   share=True).prefix, "clean")
+    for model in real_models.CI_MODELS:
+        yield ("%s frozen on purpose (fine-tuned in inference mode)" % model,
+               lambda model=model: pattern_models.frozen(
+                   model, cache(model, "correct"), os.path.join(root, "frozen-" + model)),
+               "clean")
+    yield ("keras_mobilenet_v2, two train ops, the one run leaves the learning phase unset",
+           lambda: pattern_models.two_train_ops(os.path.join(root, "two")),
+           "NEVER_UPDATED (+TRAINED_IN_INFERENCE_MODE)")
+    yield ("keras_mobilenet_v2, Model.fit, then 2 NaN and 1 inf planted",
+           lambda: pattern_models.plant(cache("keras_mobilenet_v2", "correct").saver_prefix,
+                                        os.path.join(root, "planted-keras"),
+                                        {"bn_Conv1/moving_variance": {0: float("nan"),
+                                                                      3: float("nan")},
+                                         "block_1_expand_BN/moving_mean": {5: float("inf")}}),
+           "BAD_VARIANCE")
+    yield ("slim_resnet_v1_50, create_train_op, then 2 NaN and 1 inf planted",
+           lambda: pattern_models.plant(
+               pattern_models.slim_create_train_op(os.path.join(root, "cto")),
+               os.path.join(root, "planted-slim"),
+               {"resnet_v1_50/conv1/BatchNorm/moving_variance": {0: float("nan"),
+                                                                 3: float("nan")},
+                "resnet_v1_50/block1/unit_1/bottleneck_v1/conv1/BatchNorm/moving_mean":
+                    {5: float("inf")}}), "BAD_VARIANCE")
+    if backend.name() == "tf1":  # TF 2.16 removed tf.estimator
+        for forgot in (False, True):
+            yield ("Estimator, tf.layers, %s" % ("UPDATE_OPS forgotten" if forgot else
+                                                 "correct"),
+                   lambda forgot=forgot: pattern_models.estimator(
+                       os.path.join(root, "estimator-%s" % forgot), forgot=forgot),
+                   "NEVER_UPDATED" if forgot else "clean")
+
+
+def cases():
+    root = tempfile.mkdtemp(prefix="doctor_cases_")
+    cache = real_models.Cache(os.path.join(root, "real"))
+    versions = backend.versions()
+    print("TensorFlow %s (%s backend), Python %s\n" % (versions["tensorflow"], versions["backend"],
+                                                       versions["python"]))
+    print("| case | BN layers | without --decay | with --decay 0.999 | right |")
+    print("|---|---|---|---|---|")
+    wrong = 0
+    for label, make, expected in _cases(cache, root):
+        prefix = make()
+        results = [diagnose_checkpoint(prefix), diagnose_checkpoint(prefix, decay=0.999)]
+        ok = all(right(expected, d, 1) for d in results)
+        wrong += not ok
+        print("| %s | %d | %s | %s | %s |" % (label, len(results[0].layers), verdict(results[0]),
+                                             verdict(results[1]), "yes" if ok else "**NO**"))
+        sys.stdout.flush()
+    return 1 if wrong else 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--cases"]:
+        sys.exit(cases())
     sys.exit(main(sys.argv[1:] or list(real_models.MODELS)))

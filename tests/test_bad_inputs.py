@@ -239,6 +239,12 @@ BAD_INPUTS = [
        "implementation of FusedBatchNorm only supports NHWC tensor format for now.); use "
        "data_format='NHWC' or fused=False", "TF 1.15 CPU"),
     sh("option", "--bogus", "unrecognized arguments: --bogus (see --help)"),
+    sh("option", "--decya 0.5",
+       "unrecognized arguments: --decya 0.5; --decya: did you mean --decay or --decays? (see "
+       "--help)"),
+    sh("command", "docter x",
+       "unknown command 'docter'; did you mean doctor? (commands: doctor, repair; the probe "
+       "itself takes options only) (see --help)"),
 ]
 
 def python_outcome(code):

@@ -243,7 +243,7 @@ def test_unshared_test_branch(tmp_path, api, copies):
     d = diagnose_checkpoint(prefix, decay=0.9)
     assert codes(d) == {(copy, UNSHARED_BRANCHES) for copy in copies}
     for finding in d.findings:
-        assert finding.detail == "trained copy: %s" % copies[finding.layer]
+        assert finding.detail == "copy of: %s" % copies[finding.layer]
 
 
 def test_shared_tf_layers_branches_are_clean(tmp_path):
@@ -390,8 +390,9 @@ def test_corrupt_index(tmp_path, contrib_never):
     with pytest.raises(ProbeConfigError) as error:
         diagnose_checkpoint(prefix)
     assert str(error.value) == (
-        "%s is not a readable TensorFlow checkpoint (not an sstable (bad magic number)); give "
-        "the prefix of a checkpoint written by tf.train.Saver" % prefix)
+        "checkpoint %s cannot be read: %s.index is not a readable checkpoint index (not an "
+        "sstable (bad magic number)); the file is damaged, or not one tf.train.Saver wrote"
+        % (prefix, prefix))
 
 
 def test_corrupt_data(tmp_path, contrib_never):
@@ -403,17 +404,19 @@ def test_corrupt_data(tmp_path, contrib_never):
     where = (r"TensorBundle at %s shard 0 \(\d+ bytes\): " % re.escape(prefix)
              if backend_name() == "tf2" else "")
     with pytest.raises(ProbeConfigError,
-                       match=r"^%s is not a readable TensorFlow checkpoint \(%sChecksum does not "
-                             r"match: .*\); give the prefix of a checkpoint written by "
-                             r"tf\.train\.Saver$" % (re.escape(prefix), where)):
+                       match=r"^checkpoint %s cannot be read: its data file %s is damaged or "
+                             r"does not match its index \(%sChecksum does not match: .*\)$"
+                             % (re.escape(prefix), re.escape(prefix + ".data-00000-of-00001"),
+                                where)):
         diagnose_checkpoint(prefix)
 
 
 def test_a_file_that_is_no_checkpoint(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("not a checkpoint\n")
-    with pytest.raises(ProbeConfigError, match=r"^%s is not a readable TensorFlow checkpoint "
-                                               r"\(.*file is too short to be an sstable" % path):
+    with pytest.raises(ProbeConfigError, match=r"^checkpoint %s cannot be read: %s.index is "
+                                               r"not a readable checkpoint index \(.*file is "
+                                               r"too short to be an sstable" % (path, path)):
         diagnose_checkpoint(str(path))
 
 
@@ -659,8 +662,9 @@ def test_slim_create_train_op_fills_train_op_collection():
             assert [t.name for t in tf1.get_collection(tf1.GraphKeys.TRAIN_OP)] == [
                 "GradientDescent", train_op.name]
     d = diagnose_graph(graph)
-    assert d.findings == () and d.notes[0] == ("no train_op given: taken as the train step: "
-                                               "GradientDescent, %s" % train_op.op.name)
+    # The train op runs the apply op: one train step, not two.
+    assert d.findings == () and d.notes == ("no train_op given: taken as the train step: %s"
+                                            % train_op.op.name,)
 
 
 def imported(model):
@@ -794,9 +798,11 @@ def test_cli_corrupt_checkpoint_exits_2(tmp_path):
     (tmp_path / "model.ckpt-1.data-00000-of-00001").write_bytes(b"\x00garbage" * 8)
     out = doctor_cli(str(tmp_path / "model.ckpt-1"))
     assert (out.returncode, out.stdout) == (2, "")
-    assert out.stderr == ("bn-decay-probe doctor: error: %s is not a readable TensorFlow "
-                          "checkpoint (not an sstable (bad magic number)); give the prefix of a "
-                          "checkpoint written by tf.train.Saver\n" % (tmp_path / "model.ckpt-1"))
+    prefix = tmp_path / "model.ckpt-1"
+    assert out.stderr == ("bn-decay-probe doctor: error: checkpoint %s cannot be read: %s.index is "
+                          "not a readable checkpoint index (not an sstable (bad magic number)); "
+                          "the file is damaged, or not one tf.train.Saver wrote\n"
+                          % (prefix, prefix))
 
 
 def test_cli_output_into_a_closed_pipe(contrib_never):

@@ -137,7 +137,13 @@ def test_input_files_untouched_and_copy_complete(repaired):
     model, out, before, _, directory = repaired
     assert digest(model) == before  # same bytes, same modification times
     names = sorted(os.listdir(str(directory)))
-    assert names == ["data.npy", "fixed.data-00000-of-00001", "fixed.index", "fixed.meta"]
+    assert names == ["checkpoint", "data.npy", "fixed.data-00000-of-00001", "fixed.index",
+                     "fixed.meta"]
+    # The state file names the copy, as tf.train.Saver writes one: its directory is a
+    # checkpoint directory.
+    with backend.quiet() as tf1:
+        assert tf1.train.latest_checkpoint(str(directory)) == out
+    assert diagnose_checkpoint(str(directory)).path == out
     with open(model + ".meta", "rb") as a, open(out + ".meta", "rb") as b:
         assert a.read() == b.read()
 
@@ -165,11 +171,30 @@ def test_doctor_still_judges_the_layers_a_repair_left_out(model, tmp_path):
     assert marker["keys"] == ["block1/BatchNorm/moving_mean", "block1/BatchNorm/moving_variance"]
 
 
-def test_gap_closes(repaired):
-    _, _, _, result, _ = repaired
-    (gap,) = result.gaps
-    assert gap.output == "logits/BiasAdd:0"
-    assert gap.relative_after < 0.1 * gap.relative_before
+def test_check_says_the_statistics_now_fit(repaired):
+    """The check ran on all 40 rows; each layer's error equals the formula of check.py applied
+    to numpy's statistics of its input in inference mode (the graph imported anew, the copy
+    restored), and the repair brought it down."""
+    model, out, _, result, _ = repaired
+    assert (result.check.batches, result.check.rows, result.check.all_data) == (3, 40, True)
+    inputs = {"block0/BatchNorm": "x:0", "block1/BatchNorm": "block0/relu:0"}
+    with backend.quiet() as tf1:
+        graph, saver = meta.import_graph(tf1, out)
+        with tf1.Session(graph=graph) as session:
+            saver.restore(session, out)
+            fetched = session.run(inputs, {"x:0": data(), "is_training:0": False})
+    copy = tensors(out)
+    for name, values in fetched.items():
+        flat = np.float64(values).reshape(-1, values.shape[-1])
+        own_mean, own_variance = flat.mean(axis=0), flat.var(axis=0)
+        mean, variance = copy[name + "/moving_mean"], copy[name + "/moving_variance"]
+        scale, own_scale = np.sqrt(variance + 1e-3), np.sqrt(own_variance + 1e-3)
+        expected = np.sqrt(np.mean(((own_mean - mean) / scale) ** 2 +
+                                   own_variance * (1 / scale - 1 / own_scale) ** 2))
+        layer = result.layer(name)
+        assert layer.error_after == pytest.approx(expected, rel=1e-3, abs=1e-6)
+        assert layer.error_after < 0.01 * layer.error_before
+    assert result.worst_error(True)[1] < 0.01 * result.worst_error(False)[1]
 
 
 def test_saver_with_other_key_names(tmp_path):
@@ -267,11 +292,13 @@ def test_cli_writes_the_copy_and_reports(model, tmp_path):
 def test_cli_json_to_stdout(model, tmp_path):
     np.save(tmp_path / "d.npy", data(20))
     done = cli(model, "--data", str(tmp_path / "d.npy"), "--out", str(tmp_path / "o"),
-               "--json", "-", "--max-batches", "1", "--batch-size", "8", "--gap-batches", "0")
+               "--json", "-", "--max-batches", "1", "--batch-size", "8", "--check-batches",
+               "0")
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
-    assert (document["batches"], document["rows"], document["gaps"]) == (1, 8, [])
-    assert "gap_batches is 0" in " ".join(document["notes"])
+    assert (document["batches"], document["rows"], document["check"]) == (1, 8, None)
+    assert "the check was turned off" in " ".join(document["notes"])
+    assert "statistics not checked (see notes)" in document["verdict"]
 
 
 @pytest.mark.parametrize("json_flag", [[], ["--json", "-"]], ids=["text", "json"])
@@ -318,8 +345,8 @@ def test_cli_bad_inputs_fail_in_one_line(model, odd_models, tmp_path):
         ((model, "--data", str(tmp_path / "missing.npy"), "--out", out), "data .* not found"),
         ((model, "--data", str(good), "--out", out, "--batch-size", "0"),
          "--batch-size must be a positive integer"),
-        ((model, "--data", str(good), "--out", out, "--gap-batches", "-1"),
-         "--gap-batches must be >= 0"),
+        ((model, "--data", str(good), "--out", out, "--check-batches", "-1"),
+         "--check-batches must be >= 0"),
         ((model, "--data", str(good), "--out", str(tmp_path / "no" / "out")),
          "does not exist"),
         ((model, "--data", str(good), "--out", str(tmp_path)), "is a directory"),
@@ -349,7 +376,7 @@ def test_bad_graphs_and_data_are_refused(model, odd_models, tmp_path):
         ((model, str(good)), {"inputs": "labels"},
          r"inputs labels:0 does not feed any batch-norm layer; the layers depend on x:0"),
         ((model, str(good)), {"training": "labels"}, "the training switch is a boolean scalar"),
-        ((model, str(good)), {"outputs": "nope:3"}, "the graph has no tensor nope:3"),
+        ((model, str(good)), {"inputs": "nope:3"}, "the graph has no tensor nope:3"),
         ((odd_models["two_switches"], str(good)), {},
          r"2 boolean placeholders \(is_training1:0, is_training:0\); name the training "
          r"switch with training"),
@@ -372,5 +399,5 @@ def test_cli_refuses_an_existing_output_unless_overwrite(model, tmp_path):
     forced = cli(model, "--data", str(tmp_path / "d.npy"), "--out", str(tmp_path / "o"),
                  "--overwrite")
     assert forced.returncode == 0, forced.stderr
-    assert sorted(os.listdir(str(tmp_path))) == ["d.npy", "o.data-00000-of-00001", "o.index",
-                                                 "o.meta"]
+    assert sorted(os.listdir(str(tmp_path))) == ["checkpoint", "d.npy", "o.data-00000-of-00001",
+                                                 "o.index", "o.meta"]

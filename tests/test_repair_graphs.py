@@ -1,9 +1,9 @@
 """recalibrate() on live graphs built with each batch-norm API (contrib / tf-slim, tf.layers,
 tf.keras; fused and not; a tensor switch, Keras's learning phase, a Python True): the written
 statistics equal numpy's mean and population variance over the layers' inputs fetched in
-training mode, batch by batch; nothing else changes; the inference/training gap reported equals
-the one measured here. Expected values come from numpy and separate session runs, never from
-the repair itself."""
+training mode, batch by batch; nothing else changes; the check's errors equal the ones computed
+here from the layers' inputs in inference mode. Expected values come from numpy and separate
+session runs, never from the repair itself."""
 import numpy as np
 import pytest
 
@@ -118,15 +118,25 @@ class Net:
             found[name] = (flat.mean(axis=0), flat.var(axis=0), flat.shape[0])
         return found
 
-    def gap(self, data):
-        """Relative RMS of inference minus training output on ``data`` run as one batch
-        (inference first: training-mode runs of an in-place graph move the statistics)."""
+    def check(self, data, epsilon=1e-3):
+        """Per layer, check.py's error computed here: each batch run in inference mode, the
+        layer's input fetched, its mean and population variance over every row (numpy,
+        float64) against the moving statistics the variables hold."""
         before = self.values()
-        batch = np.concatenate(data)
-        inference = self.session.run(self.out, self.feed(batch, False)).astype(np.float64)
-        training = self.session.run(self.out, self.feed(batch, True)).astype(np.float64)
+        fetched = [self.session.run(self.inputs, self.feed(b, False)) for b in data]
         self.restore(before)
-        return np.sqrt(np.square(inference - training).sum() / np.square(training).sum())
+        errors = {}
+        for index, name in enumerate(self.names):
+            values = [np.asarray(batch[index], np.float64) for batch in fetched]
+            axis = 1 if self.data_format == "NCHW" and values[0].ndim == 4 else -1
+            flat = np.concatenate([np.moveaxis(v, axis, -1).reshape(-1, v.shape[axis])
+                                   for v in values])
+            own_mean, own_variance = flat.mean(axis=0), flat.var(axis=0)
+            mean = np.float64(before[name + "/moving_mean"])
+            scale = np.sqrt(np.float64(before[name + "/moving_variance"]) + epsilon)
+            errors[name] = np.sqrt(np.mean(((own_mean - mean) / scale) ** 2 + own_variance * (
+                1 / scale - 1 / np.sqrt(own_variance + epsilon)) ** 2))
+        return errors
 
 
 CASES = [("contrib", "inplace", "tensor"), ("contrib", "collection", "tensor"),
@@ -136,7 +146,8 @@ CASES = [("contrib", "inplace", "tensor"), ("contrib", "collection", "tensor"),
 
 @pytest.fixture(scope="module")
 def repaired():
-    """(api, updates, switch, fused) -> (net, values before, reference, gap before, result)."""
+    """(api, updates, switch, fused) -> (net, values before, reference, errors before,
+    result)."""
     cache = {}
 
     def get(api, updates, switch, fused):
@@ -144,9 +155,9 @@ def repaired():
         if key not in cache:
             net = Net(api, fused, switch, updates)
             data = batches()
-            before, reference, gap = net.values(), net.reference(data), net.gap(data[:2])
-            result = recalibrate(net.session, data, net.x, gap_batches=2)
-            cache[key] = (net, before, reference, gap, result)
+            before, reference, errors = net.values(), net.reference(data), net.check(data)
+            result = recalibrate(net.session, data, net.x)
+            cache[key] = (net, before, reference, errors, result)
         return cache[key]
 
     return get
@@ -191,15 +202,18 @@ def test_only_the_moving_statistics_change(repaired, api, updates, switch, fused
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "nonfused"])
-@pytest.mark.parametrize("api, updates, switch", CASES[:1] + CASES[3:4])
-def test_gap_is_the_one_measured_here(repaired, api, updates, switch, fused):
-    net, _, _, gap_before, result = repaired(api, updates, switch, fused)
-    (gap,) = result.gaps
-    assert gap.output == net.out.name and (gap.batches, gap.rows, gap.together) == (2, 13, True)
-    assert gap.relative_before == pytest.approx(gap_before, rel=1e-6)
-    assert gap.relative_after == pytest.approx(net.gap(batches()[:2]), rel=1e-6)
-    assert gap.relative_after < 0.35 * gap.relative_before
-    assert gap.ratio == pytest.approx(gap.rms_after / gap.rms_before)
+@pytest.mark.parametrize("api, updates, switch", CASES)
+def test_check_is_the_one_computed_here(repaired, api, updates, switch, fused):
+    net, _, _, errors_before, result = repaired(api, updates, switch, fused)
+    assert (result.check.batches, result.check.rows, result.check.all_data) == (
+        len(ROWS), sum(ROWS), True)
+    errors_after = net.check(batches())
+    for name in net.names:
+        layer = result.layer(name)
+        assert layer.error_before == pytest.approx(errors_before[name], rel=1e-4)
+        assert layer.error_after == pytest.approx(errors_after[name], rel=1e-3, abs=1e-6)
+        assert layer.error_after < 0.35 * layer.error_before
+    assert result.worst_error(False)[1] == pytest.approx(max(errors_before.values()), rel=1e-4)
 
 
 def test_nchw_channels_first():
@@ -215,14 +229,15 @@ def test_nchw_channels_first():
                                    rtol=2e-5, atol=1e-5)
 
 
-def test_training_only_graph_has_no_switch_and_no_gap():
+def test_training_only_graph_has_no_switch_and_no_check():
     net = Net("contrib", True, "python")
     data = batches(4)
     reference = net.reference(data)
     result = recalibrate(net.session, data, net.x)
-    assert result.switches == () and result.gaps == ()
+    assert result.switches == () and result.check is None
+    assert all(layer.error_before is None for layer in result.layers)
     assert any("no training switch" in note for note in result.notes)
-    assert "gap not measured" in result.verdict
+    assert "statistics not checked (see notes)" in result.verdict
     after = net.values()
     for name in net.names:
         np.testing.assert_allclose(after[name + "/moving_variance"], reference[name][1],
@@ -289,13 +304,13 @@ def test_two_inputs_and_two_switches():
     with pytest.raises(ProbeConfigError, match=r"depend on 2 boolean placeholders \(s:0, u:0\)"
                                                r"; name the training switch with training"):
         recalibrate(session, pairs, [a, b])
-    result = recalibrate(session, pairs, [a, b], training=[s, u], outputs=())
+    result = recalibrate(session, pairs, [a, b], training=[s, u], check_batches=0)
     total = np.concatenate([p + q for p, q in pairs])
     np.testing.assert_allclose(value(session, "bn1/moving_mean"), total.mean(axis=0),
                                rtol=1e-5)
     np.testing.assert_allclose(value(session, "bn1/moving_variance"), total.var(axis=0),
                                rtol=1e-5)
-    assert result.gaps == () and result.switches == ("s:0", "u:0")
+    assert result.check is None and result.switches == ("s:0", "u:0")
     with pytest.raises(ProbeConfigError, match="does not run in training mode"):
         recalibrate(session, pairs, [a, b], training=[s])  # u stays False: bn2 in inference
 
@@ -314,8 +329,9 @@ def test_input_errors():
                     [a, b], training=[s, u])
     with pytest.raises(ProbeConfigError, match="no batch to run"):
         recalibrate(session, [], [a, b], training=[s, u])
-    with pytest.raises(ProbeConfigError, match="gap_batches must be a whole number"):
-        recalibrate(session, [], [a, b], gap_batches=-1)
+    with pytest.raises(ProbeConfigError, match=r"check_batches must be None \(all batches\), "
+                                               r"or a whole number >= 0"):
+        recalibrate(session, [], [a, b], check_batches=-1)
     with pytest.raises(ProbeConfigError, match="session must be a tf.compat.v1.Session"):
         recalibrate(object(), [], [a, b])
 
@@ -325,7 +341,7 @@ def test_finalized_graph_and_repeated_repairs():
     data = batches(5)
     first = recalibrate(net.session, data, net.x)
     ops = len(net.graph.get_operations())
-    second = recalibrate(net.session, data, net.x)  # reuses its Size ops
+    second = recalibrate(net.session, data, net.x)  # reuses the ops it added
     assert len(net.graph.get_operations()) == ops
     for a, b in zip(first.repaired, second.repaired):
         np.testing.assert_array_equal(a.mean_after, b.mean_after)
@@ -344,6 +360,7 @@ def test_tf_data_numpy_iterator():
     dataset = tf.data.Dataset.from_tensor_slices(data).batch(6)
     reference = net.reference([data[i:i + 6] for i in range(0, len(data), 6)])
     result = recalibrate(net.session, dataset.as_numpy_iterator(), net.x)
-    assert result.batches == 3
+    # Read once: the check ran on the batches it kept in memory, all three here.
+    assert result.batches == 3 and (result.check.batches, result.check.all_data) == (3, True)
     np.testing.assert_allclose(net.values()["bn1/moving_variance"], reference["bn1"][1],
                                rtol=5e-6)

@@ -9,7 +9,9 @@ tf.data.Dataset), batch norm frozen with trainable=False, a directory of images 
   batch-norm layer; unequal batches pooled);
 - every other weight is bit-identical after reloading the copy with Keras, and the input file is
   byte-identical;
-- the inference-mode vs training-mode gap on the data, run as one batch, is at least 10x smaller;
+- the check's error of a layer before and after equals the one computed here from the layer's
+  input in inference mode (a Keras sub-model run with training=False) and its statistics, and
+  is at least 10x smaller after;
 - the doctor is clean on the copy.
 TF 2.21 only."""
 import hashlib
@@ -64,6 +66,21 @@ def layer_inputs(framework, model, layer, batches):
     return [np.asarray(probe(batch, training=True), np.float64) for batch in batches]
 
 
+def inference_error(framework, model, layer, batch):
+    """The check's measure computed from values: the layer's input in inference mode (the
+    layers before it normalizing with their moving statistics), normalized with the layer's
+    moving statistics and with the input's own; the RMS over channels of each channel's RMS
+    difference."""
+    keras = keras_models.keras_module(framework)
+    x = np.asarray(keras.Model(model.inputs, layer.input)(batch, training=False), np.float64)
+    x = x.reshape(-1, x.shape[-1])
+    epsilon = float(layer.epsilon)
+    own = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + epsilon)
+    moving = (x - np.asarray(layer.moving_mean, np.float64)) / np.sqrt(
+        np.asarray(layer.moving_variance, np.float64) + epsilon)
+    return float(np.sqrt(np.mean(np.mean((moving - own) ** 2, axis=0))))
+
+
 def population(values):
     """numpy's mean and population variance per channel over every value of every batch."""
     flat_values = np.concatenate([v.reshape(-1, v.shape[-1]) for v in values])
@@ -100,19 +117,25 @@ def test_repair_a_file(keras_saved, tmp_path, framework, fmt):
         assert (run.returncode, run.stderr) == (0, "")
         assert flat(run.stdout).startswith("%s -> %s | input " % (source, out))
         result = json.loads((tmp_path / "r.json").read_text())
-        gap = result["gaps"][0]
     else:
         result = recalibrate_checkpoint(source, str(data), out, batch_size=ROWS).to_dict()
-        gap = result["gaps"][0]
     assert digest(source) == before and not [
         name for name in os.listdir(str(tmp_path)) if ".tmp-" in name]
-    assert result["batches"] == 1 and gap["rows"] == ROWS and gap["together"]
-    assert gap["relative_after"] <= gap["relative_before"] / 10
+    check = result["check"]
+    assert result["batches"] == 1 and (check["rows"], check["all_data"]) == (ROWS, True)
+    assert check["worst_after"] <= check["worst_before"] / 10
     repaired = assert_only_statistics_differ(framework, source, out)
     original = load(framework, source)
     layers = keras_models.batch_norm_layers(original)
     fixed = {layer.name: layer for layer in keras_models.batch_norm_layers(repaired)}
+    reported = {layer["name"].rpartition("/")[2]: layer for layer in result["layers"]}
     for layer in (layers[0], layers[-1]):
+        expected = (inference_error(framework, original, layer, images()),
+                    inference_error(framework, repaired, fixed[layer.name], images()))
+        found = reported[layer.name]
+        assert (found["error_before"], found["error_after"]) == pytest.approx(
+            expected, rel=1e-3, abs=1e-4)
+        assert expected[1] <= expected[0] / 10
         mean, variance = population(layer_inputs(framework, original, layer, [images()]))
         np.testing.assert_allclose(np.asarray(fixed[layer.name].moving_mean), mean,
                                    rtol=1e-4, atol=1e-5)
@@ -134,7 +157,7 @@ def test_recalibrate_a_live_model_from_unequal_batches(keras_saved, framework):
     data = images(40)
     batches = [data[:24], data[24:]]
     kernel_before = np.asarray(model.get_layer("conv2").kernel).copy()
-    result = recalibrate(model, batches, gap_batches=0)
+    result = recalibrate(model, batches, check_batches=0)
     assert result.source == "keras" and result.batches == 2 and result.rows == 40
     assert result.verdict.startswith("done: recalibrated 2 of 2 batch-norm layer(s) from 2 "
                                      "batch(es), 40 row(s) in the model")
@@ -152,7 +175,7 @@ def test_recalibrate_a_live_model_from_unequal_batches(keras_saved, framework):
 
 
 def test_a_tf_data_dataset_of_pairs(keras_saved):
-    """tf.data yields (x, y): x is taken, as model.fit does; the gap on all rows closes."""
+    """tf.data yields (x, y): x is taken, as model.fit does; the check runs on all rows."""
     import tensorflow as tf
 
     saved = keras_saved("tf_keras", "tiny", "tape")
@@ -160,9 +183,8 @@ def test_a_tf_data_dataset_of_pairs(keras_saved):
     x, y = keras_models.data(32, seed=3)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
     result = recalibrate(model, dataset)
-    gap = result.gaps[0]
-    assert (result.batches, gap.rows, gap.together) == (1, 32, True)
-    assert gap.relative_after <= gap.relative_before / 10
+    assert (result.batches, result.check.rows, result.check.all_data) == (1, 32, True)
+    assert result.worst_error(True)[1] <= result.worst_error(False)[1] / 10
 
 
 @pytest.mark.parametrize("framework, fmt", [("keras3", "keras"), ("tf_keras", "keras"),
@@ -174,7 +196,7 @@ def test_frozen_batch_norm_is_recalibrated_and_stays_frozen(keras_saved, tmp_pat
     out = str(tmp_path / ("fixed." + fmt))
     result = recalibrate_checkpoint(saved.files[fmt], [images(32)], out)
     assert [layer.status for layer in result.layers] == ["repaired"] * 2
-    assert result.gaps[0].relative_after <= result.gaps[0].relative_before / 10
+    assert result.worst_error(True)[1] <= result.worst_error(False)[1] / 10
     repaired = assert_only_statistics_differ(framework, saved.files[fmt], out)
     assert [layer.trainable for layer in keras_models.batch_norm_layers(repaired)] == [False] * 2
     d = diagnose_checkpoint(out)
@@ -283,7 +305,7 @@ def test_batch_renormalization_is_left_as_it_was():
     x = keras.layers.BatchNormalization(renorm=True, name="renorm")(inputs)
     x = keras.layers.BatchNormalization(name="plain")(x)
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
-    result = recalibrate(model, [images(8)[:, :8, :8]], gap_batches=0)
+    result = recalibrate(model, [images(8)[:, :8, :8]], check_batches=0)
     assert [(l.name, l.status) for l in result.layers] == [("renorm", "skipped"),
                                                            ("plain", "repaired")]
     assert result.layer("renorm").reason.startswith("batch renormalization (renorm=True)")

@@ -8,10 +8,28 @@ import os
 import re
 from typing import Any, List
 
-from ..errors import CheckpointError, ProbeConfigError
+from ..errors import CheckpointError, ProbeConfigError, first_line
 
 # A checkpoint's own files; their prefix is the checkpoint.
 CHECKPOINT_FILE = re.compile(r"\.(index|meta|data-\d{5}-of-\d{5})$")
+# The file in a checkpoint directory naming its checkpoints (tf.train.latest_checkpoint).
+STATE_FILE = "checkpoint"
+
+
+def data_files(prefix: str) -> List[str]:
+    """The checkpoint's data files (.data-00000-of-00001, ...), sorted."""
+    return [path for path in checkpoint_files(prefix) if ".data-" in path[len(prefix):]]
+
+
+def check_files(prefix: str) -> None:
+    """CheckpointError naming the file when one of the checkpoint's own files is a directory:
+    what TF's readers would otherwise report obscurely."""
+    candidates = [prefix + ".index", prefix + ".meta"] + sorted(
+        path for path in glob.glob(glob.escape(prefix) + ".data-*")
+        if CHECKPOINT_FILE.sub("", path) == prefix)
+    for path in candidates:
+        if os.path.isdir(path):
+            raise CheckpointError("%s is a directory, not a checkpoint file" % path)
 
 
 def _prefix_of(path: Any, message: str) -> str:
@@ -28,6 +46,7 @@ def existing_prefix(path: Any) -> str:
     prefix = _prefix_of(path, "checkpoint path must be a string or os.PathLike, got %r")
     if os.path.isdir(prefix) or os.path.isfile(prefix) or os.path.isfile(prefix + ".index"):
         return prefix
+    check_files(prefix)
     raise CheckpointError("checkpoint %s not found: give a checkpoint prefix (such as "
                           "model.ckpt-1000, which has a .index file) or a directory holding a "
                           "'checkpoint' file" % os.fspath(path))
@@ -35,7 +54,16 @@ def existing_prefix(path: Any) -> str:
 
 def latest_checkpoint(tf1: Any, directory: str) -> str:
     """The checkpoint the directory's ``checkpoint`` file names, as tf.train.latest_checkpoint."""
-    prefix = tf1.train.latest_checkpoint(directory)
+    state = os.path.join(directory, STATE_FILE)
+    if os.path.isdir(state):
+        raise CheckpointError("%s is a directory, not the checkpoint state file "
+                              "tf.train.Saver writes" % state)
+    try:
+        prefix = tf1.train.latest_checkpoint(directory)
+    except Exception as exc:  # pylint: disable=broad-except  (text-format parse errors)
+        raise CheckpointError("%s is not a readable checkpoint state file (%s): the file is "
+                              "damaged, or not one tf.train.Saver wrote"
+                              % (state, first_line(exc))) from None
     if prefix is None:
         raise CheckpointError("no checkpoint in directory %s: it has no readable 'checkpoint' "
                               "file naming an existing checkpoint; give a checkpoint prefix or "
@@ -51,6 +79,7 @@ def input_prefix(path: Any) -> str:
     if os.path.isdir(prefix):
         raise CheckpointError("checkpoint %s is a directory; give the checkpoint prefix (such "
                               "as %s/model.ckpt-1000)" % (path, path.rstrip("/")))
+    check_files(prefix)
     if not os.path.isfile(prefix + ".index"):
         raise CheckpointError("checkpoint %s not found: no file %s.index; give a checkpoint "
                               "prefix written by tf.train.Saver" % (path, prefix))

@@ -25,7 +25,7 @@ from ..values import FrozenDict, frozen_array
 from . import protowire
 from .keras_files import KerasBatchNorm, KerasModelFile
 from .keras_v3 import number_or_none
-from .reader import OBJECT_GRAPH, OBJECT_SUFFIX, open_reader, plain_name
+from .reader import OBJECT_GRAPH, OBJECT_SUFFIX, plain_name, verify
 from .sniff import SAVED_MODEL, TF_CHECKPOINT
 from .step_counter import is_step_counter_name
 
@@ -58,20 +58,20 @@ def read_object_checkpoint(tf1: Any, prefix: str) -> Optional[KerasModelFile]:
     """A TF 2 object checkpoint as a Keras model; None when it is a name-based (tf.train.Saver)
     checkpoint, or an object checkpoint with no sign of TF 2 Keras (no Keras 3 object path, no
     Keras 2.11+ ``_iterations`` counter, no ``save_counter``): those are read as TF1
-    checkpoints."""
-    reader = open_reader(tf1, prefix)
+    checkpoints. A damaged file is one CheckpointError naming it (every tensor is read once)."""
+    reader = verify(tf1, prefix)
     keys = [plain_name(key) for key in reader.get_variable_to_shape_map()]
     if OBJECT_GRAPH not in keys:
         return None
     if not any(_KERAS3_PATH.search(key) or key.endswith("/_iterations") or key == "save_counter"
                for key in keys):
         return None
-    return _read(tf1, prefix, prefix, TF_CHECKPOINT, {})
+    return _read(tf1, prefix, prefix, TF_CHECKPOINT, {}, reader)
 
 
-def _read(tf1: Any, prefix: str, path: str, kind: str,
-          metadata: Dict[str, Dict[str, Any]]) -> KerasModelFile:
-    reader = open_reader(tf1, prefix)
+def _read(tf1: Any, prefix: str, path: str, kind: str, metadata: Dict[str, Dict[str, Any]],
+          reader: Any = None) -> KerasModelFile:
+    reader = reader if reader is not None else verify(tf1, prefix)
     try:
         shapes = reader.get_variable_to_shape_map()
         graph = reader.get_tensor(OBJECT_GRAPH) if reader.has_tensor(OBJECT_GRAPH) else None

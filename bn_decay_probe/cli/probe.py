@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import progress
 from .._version import __version__
-from ..errors import EXIT_OK, DeviceFallbackWarning, ProbeConfigError
+from ..errors import EXIT_OK, DeviceFallbackWarning, ProbeConfigError, first_line
 from ..probe import engines
 from ..probe.config import (APIS, DATA_FORMATS, DEFAULT_EPSILON, DEFAULT_SHAPE, DEVICES, UPDATES,
                             ProbeConfig, check_decay, check_device, check_seed, check_shape,
@@ -155,10 +155,11 @@ def _load_batches(value: Any, shape: Optional[Tuple[int, ...]], seed: int) -> An
             npy = handle.read(6) == b"\x93NUMPY"
             handle.seek(0)
             loaded = np.load(handle, allow_pickle=False) if npy else None
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # pylint: disable=broad-except  (a damaged header: numpy raises
+        # ValueError, SyntaxError, tokenize's TokenError, ...)
         raise ProbeConfigError("--batches %s cannot be read: %s"
                                % (value, getattr(exc, "strerror", None) or
-                                  str(exc).splitlines()[0])) from None
+                                  first_line(exc))) from None
     if loaded is None:
         raise ProbeConfigError("--batches %s is not a .npy file (numpy.save writes one)" % value)
     return loaded

@@ -13,7 +13,6 @@ from typing import Any, Optional, Tuple
 from .. import progress
 from ..checkpoints import paths
 from ..errors import EXIT_OK, ProbeConfigError
-from ..repair.api import DEFAULT_GAP_BATCHES
 from ..repair import keras_writer
 from ..repair.data import DEFAULT_BATCH_SIZE, check_batch_size, open_data
 from ..repair.images import ImageFolder, check_preprocess
@@ -21,7 +20,7 @@ from ..repair.keras_repair import keras_data, keras_file_kind, no_tensor_names
 from .output import Output, check_writable
 from .parser import Parser, add_json_option
 
-_FLAGS = ("--input", "--training", "--output")
+_FLAGS = ("--input", "--training")
 
 
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
@@ -54,10 +53,6 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                         help="the boolean training switch (default: the one boolean "
                              "placeholder the layers' conds depend on, e.g. Keras's learning "
                              "phase); repeat for several")
-    parser.add_argument("--output", action="append", metavar="NAME",
-                        help="a model output to measure the inference/training gap on "
-                             "(default: the deepest outputs of the forward pass); repeat for "
-                             "several")
     parser.add_argument("--layer", action="append", metavar="NAME",
                         help="recalibrate only this layer (the variables' prefix, e.g. "
                              "resnet_v1_50/conv1/BatchNorm; a Keras layer's name or path); "
@@ -68,9 +63,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                              % DEFAULT_BATCH_SIZE)
     parser.add_argument("--max-batches", type=int, metavar="K",
                         help="stop after K batches (default: all)")
-    parser.add_argument("--gap-batches", type=int, default=DEFAULT_GAP_BATCHES, metavar="G",
-                        help="measure the inference/training gap on the first G batches "
-                             "(default %d; 0: not measured)" % DEFAULT_GAP_BATCHES)
+    parser.add_argument("--check-batches", type=int, metavar="K",
+                        help="check the statistics in inference mode on the first K batches "
+                             "(default: all of them; 0: no check)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing checkpoint at --out (never the input)")
     add_json_option(parser, "the report")
@@ -99,16 +94,16 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: Output) 
     backend.silence_native_logs()
     result = recalibrate_checkpoint(
         prefix, data, destination, inputs=args.input, training=args.training, layers=args.layer,
-        outputs=args.output, batch_size=batch_size, max_batches=max_batches,
-        gap_batches=args.gap_batches, overwrite=args.overwrite,
+        batch_size=batch_size, max_batches=max_batches,
+        check_batches=args.check_batches, overwrite=args.overwrite,
         progress=progress.wanted(args.quiet), flags=_FLAGS)
     return _report(result, args, out)
 
 
 def _numbers(args: argparse.Namespace) -> Tuple[Optional[int], Optional[int]]:
-    if args.gap_batches < 0:
-        raise ProbeConfigError("--gap-batches must be >= 0 (0: no gap measured), got %d"
-                               % args.gap_batches)
+    if args.check_batches is not None and args.check_batches < 0:
+        raise ProbeConfigError("--check-batches must be >= 0 (0: no check), got %d"
+                               % args.check_batches)
     return (check_batch_size(args.batch_size, "--batch-size"),
             check_batch_size(args.max_batches, "--max-batches"))
 
@@ -116,7 +111,7 @@ def _numbers(args: argparse.Namespace) -> Tuple[Optional[int], Optional[int]]:
 def _run_keras(args: argparse.Namespace, out: Output) -> int:
     """A Keras .keras / .h5 model file: checked (paths, data, preprocess) before Keras and
     TensorFlow are imported."""
-    no_tensor_names(args.input, args.training, args.output, _FLAGS)
+    no_tensor_names(args.input, args.training, _FLAGS)
     destination = keras_writer.output_path(args.out, args.checkpoint, args.overwrite)
     batch_size, max_batches = _numbers(args)
     data = keras_data(args.data)
@@ -135,7 +130,7 @@ def _run_keras(args: argparse.Namespace, out: Output) -> int:
     backend.silence_native_logs()
     result = recalibrate_keras_file(
         args.checkpoint, data, destination, layers=args.layer, batch_size=batch_size,
-        max_batches=max_batches, gap_batches=args.gap_batches, overwrite=args.overwrite,
+        max_batches=max_batches, check_batches=args.check_batches, overwrite=args.overwrite,
         progress=progress.wanted(args.quiet), preprocess=preprocess)
     return _report(result, args, out)
 

@@ -9,21 +9,30 @@ session also the values. Both return a :class:`Diagnosis`; :func:`render_diagnos
 for a terminal. Importing this package does not import TensorFlow.
 
 Modules, one job each: ``graph_reader`` (batch-norm layers of a graph, their variables, update
-ops, decay, training switch, train step), ``keras_support`` (Keras models and train functions),
+ops, decay, training switch, the cond branches they run in, copies in a cond's other branch),
+``train_step`` (the train steps of a graph), ``keras_support`` (Keras models and train functions),
 ``findings`` (the codes' rules), ``keras_facts`` (a saved TF 2.x Keras model as the rules take
-it), ``keras_findings`` (Keras's rules for statistics at their initial values), ``diagnose``
-(the entry points), ``diagnosis`` (result types), ``render`` (grouped text). Files, step counters and graph walks are read by
+it), ``keras_findings`` (Keras's rules for statistics at their initial values), ``diagnose`` (the
+entry points), ``diagnosis`` (result types), ``render`` (grouped text). Files, step counters and
+graph walks are read by
 :mod:`bn_decay_probe.checkpoints`, which the repair shares.
 
 Finding codes (stable), at most one of the first five per layer, in this precedence:
 
-- ``TRAINED_IN_INFERENCE_MODE``: statistics at (0, 1) or NaN, and the graph shows the train step
-  ran the layer in inference mode: ``is_training=False`` / ``training=False`` in its path, or
-  update ops behind a training switch left at its default False (the Keras learning phase).
-- ``BAD_VARIANCE``: moving_variance negative, zero, NaN or inf, or moving_mean NaN or inf.
-- ``NEVER_UPDATED``: moving_mean all 0 and moving_variance all 1, within ``INITIAL_ATOL``.
-- ``UNSHARED_BRANCHES``: a never-updated layer with a trained sibling of the same name up to
-  ``_N`` suffixes or outer scopes, and the same number of channels.
+- ``TRAINED_IN_INFERENCE_MODE``: every value at (0, 1) or NaN, and the graph shows the train step
+  ran the layer in inference mode: ``is_training=False`` / ``training=False`` in its path outside
+  any cond, or update ops behind a training switch left at its default False (the Keras
+  learning phase, which Model.fit's train function feeds).
+- ``BAD_VARIANCE``: moving_variance negative, zero, NaN or inf, or moving_mean NaN or inf
+  (zeros in a layer the repair recalibrated are the data's).
+- ``NEVER_UPDATED``: moving_mean all 0 and moving_variance all 1, within ``INITIAL_ATOL``; with
+  several train steps that leave different causes, each named with its fix.
+- ``UNSHARED_BRANCHES``: a never-updated copy of a layer in training mode: in the other branch of
+  the same cond, or with the same name up to ``_N`` suffixes or outer scopes, and the same
+  number of channels.
+
+A layer the train step runs in inference mode whose statistics moved is frozen (restored from
+elsewhere): a note, and no convergence check.
 - ``PARTLY_CONVERGED``: ``decay**steps`` (the weight still on the initial values) above the
   threshold.
 - ``MISSING_UPDATE_DEPENDENCY`` (graph): update ops neither in place nor run by the train step.

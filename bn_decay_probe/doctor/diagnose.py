@@ -16,14 +16,18 @@ from ..checkpoints.step_counter import choose_step_count, is_step_counter_name
 from ..errors import CheckpointError, ProbeConfigError, first_line
 from ..names import MOVING, natural_key
 from ..probe.config import check_decay
-from . import graph_reader, keras_support
+from . import graph_reader, keras_support, train_step
 from .keras_facts import KerasFacts, keras_facts, read_saved_keras
 from .keras_findings import keras_value_findings
 from .diagnosis import (DECAY_FROM_GRAPH, DECAY_GIVEN, DECAY_UNKNOWN, Diagnosis, LayerSummary,
                         recalibration_note,
                         Statistic, StepCount, ordered_findings)
-from .findings import (DEFAULT_THRESHOLD, NOT_RUN, RUN, LayerFacts,
-                       can_check_convergence, value_findings, wiring_findings)
+from .findings import (DEFAULT_THRESHOLD, NOT_RUN, RUN, LayerFacts, can_check_convergence,
+                       frozen, value_findings, wiring_findings)
+
+# A train step the facts are read for: (its name, the ops it runs, whether it feeds the training
+# switch True), one per train op of the graph.
+TrainRun = Tuple[str, Set[Any], bool]
 
 
 def check_threshold(threshold: Any) -> float:
@@ -92,21 +96,23 @@ def diagnose_checkpoint(path: Any, decay: Any = None, threshold: Any = DEFAULT_T
         contents = read_checkpoint(tf1, prefix)
         graph, graph_note = _meta_graph(tf1, prefix)
         in_graph: Dict[str, graph_reader.BatchNormLayer] = {}
-        run: Optional[Set[Any]] = None
+        runs: List[TrainRun] = []
         if graph is not None:
             in_graph = {layer.name: layer for layer in graph_reader.find_batch_norm_layers(
                 tf1, graph)}
-            roots = graph_reader.train_roots(tf1, graph)
-            run = ancestors(roots) if roots else None
+            runs = [(root.name, ancestors([root]), train_step.feeds_learning_phase(root))
+                    for root in train_step.train_roots(tf1, graph)]
     notes = [graph_note] if graph_note else []
-    if graph is not None and run is None:
+    if graph is not None and not runs:
         notes.append("the .meta graph has no train step (no op applies gradients): whether the "
                      "update ops ran is not known from it")
+    notes += _several_steps_note(runs)
+    copies = graph_reader.branch_copies(list(in_graph.values()))
     facts = []
     for key, (mean, variance) in contents.statistics.items():
         variable_prefix = contents.variable_prefixes.get(key, key)
-        layer = _facts(variable_prefix, mean.size, in_graph.get(variable_prefix), run, decay,
-                       fed_true=False)
+        layer = _layer_facts(variable_prefix, mean.size, in_graph.get(variable_prefix), runs,
+                             decay, copies)
         layer.mean, layer.variance = mean, variance
         layer.recalibrated = contents.recalibrated(key)
         position = list(in_graph).index(variable_prefix) if variable_prefix in in_graph else None
@@ -143,16 +149,47 @@ def _keras_diagnosis(keras: KerasFacts, decay: Optional[float], threshold: float
 
 def _meta_graph(tf1: Any, prefix: str) -> Tuple[Any, Optional[str]]:
     """The graph of the .meta file beside the checkpoint, imported into a graph of its own;
-    (None, why) when there is none or it cannot be imported."""
-    if not os.path.isfile(prefix + ".meta"):
+    (None, why) when there is none or this TensorFlow cannot import it. A damaged .meta is an
+    error (CheckpointError), not a missing graph."""
+    if not os.path.exists(prefix + ".meta"):
         return None, ("no .meta graph beside the checkpoint: decay, layer order and training "
                       "mode not read from a graph")
+    definition = meta.read_meta(tf1, prefix)
     try:
-        graph, _ = meta.import_graph(tf1, prefix)
+        graph, _ = meta.import_graph(tf1, prefix, definition)
     except CheckpointError as exc:  # it only costs the graph's facts
         return None, ("the graph could not be read: %s; decay, layer order and training mode "
                       "not read from it" % exc)
     return graph, None
+
+
+def _several_steps_note(runs: Sequence[TrainRun]) -> List[str]:
+    if len(runs) < 2:
+        return []
+    return ["the graph has %d train steps (%s) and does not show which one ran: a finding "
+            "that depends on it names the cause and the fix for each"
+            % (len(runs), ", ".join(name for name, _, _ in runs))]
+
+
+def _layer_facts(name: str, channels: Optional[int],
+                 layer: Optional[graph_reader.BatchNormLayer], runs: Sequence[TrainRun],
+                 decay: Optional[float], copies: Dict[str, str],
+                 collected: Optional[Set[Any]] = None) -> LayerFacts:
+    """The facts of one layer under all the train steps together, and (several train steps)
+    under each of them."""
+    run = set().union(*(ops for _, ops, _ in runs)) if runs else None
+    facts = _facts(name, channels, layer, run, decay, any(fed for _, _, fed in runs), collected)
+    if layer is None:
+        return facts
+    facts.copy_of = copies.get(layer.name)
+    if len(runs) > 1:
+        alternatives = []
+        for step, ops, fed in runs:
+            alternative = _facts(name, channels, layer, ops, decay, fed, collected)
+            alternative.train_step, alternative.copy_of = step, facts.copy_of
+            alternatives.append(alternative)
+        facts.alternatives = tuple(alternatives)
+    return facts
 
 
 def _facts(name: str, channels: Optional[int], layer: Optional[graph_reader.BatchNormLayer],
@@ -179,8 +216,11 @@ def _facts(name: str, channels: Optional[int], layer: Optional[graph_reader.Batc
                                             not any(op in collected for op in missing))
     elif run is not None and layer.mode == graph_reader.INFERENCE:
         facts.updates = NOT_RUN
-    facts.inference_in_train_step = bool(run is not None and layer.mode == graph_reader.INFERENCE
-                                         and any(op in run for op in layer.inference_ops))
+    # Outside any cond: a test branch the train step reaches only through a cond on its switch
+    # (tf.cond(is_training, ...)) is not run by it in inference mode.
+    facts.inference_in_train_step = bool(
+        run is not None and facts.updates != RUN
+        and any(op in run and not branches for op, branches in layer.inference_sites))
     return facts
 
 
@@ -221,21 +261,27 @@ def diagnose_graph(graph: Any, train_op: Any = None, session: Any = None, decay:
         _check_graph_arguments(tf1, graph, train_op, session)
         layers = graph_reader.find_batch_norm_layers(tf1, graph)
         graph_reader.require_layers(layers)
-        collected_ops = graph_reader.collected_update_ops(tf1, graph)
+        collected_ops = train_step.collected_update_ops(tf1, graph)
         collected = ancestors(collected_ops)
         notes = []
+        fed = keras.feeds_learning_phase
         if train_op is not None:
-            run = ancestors(graph_reader.as_ops(tf1, train_op))
+            runs = [("the train op", ancestors(train_step.as_ops(tf1, train_op)), fed)]
         else:
-            roots = graph_reader.train_roots(tf1, graph)
-            run = ancestors(roots) if roots else collected
+            roots = train_step.train_roots(tf1, graph)
+            runs = [(root.name, ancestors([root]), fed or train_step.feeds_learning_phase(root))
+                    for root in roots] or [("UPDATE_OPS", collected, fed)]
             notes.append("no train_op given: taken as the train step: %s" % (
                 ", ".join(op.name for op in roots) if roots else
                 "the ops in UPDATE_OPS (the graph has no op that applies gradients)"))
-        facts = [_facts(layer.name, layer.channels, layer, run, decay,
-                        keras.feeds_learning_phase, collected) for layer in layers]
+            notes += _several_steps_note(runs)
+        copies = graph_reader.branch_copies(layers)
+        facts = [_layer_facts(layer.name, layer.channels, layer, runs, decay, copies, collected)
+                 for layer in layers]
         for fact in facts:
-            fact.name = keras.layer_names.get(fact.name, fact.name)
+            for each in (fact,) + fact.alternatives:
+                each.name = keras.layer_names.get(each.name, each.name)
+                each.copy_of = keras.layer_names.get(each.copy_of, each.copy_of)
         step_count = StepCount(steps, "given" if steps is not None else None)
         if session is not None:
             counters = _read_values(tf1, graph, session, layers, facts)
@@ -249,7 +295,7 @@ def diagnose_graph(graph: Any, train_op: Any = None, session: Any = None, decay:
                          "K.learning_phase(): 1) or train with Model.fit"
                          % (len(switched), switched[0].switch))
     wiring = wiring_findings(facts, train_op is not None)
-    moved_anyway = [f for f in facts if f.updates == NOT_RUN and f.read
+    moved_anyway = [f for f in facts if f.updates == NOT_RUN and f.read and not frozen(f)
                     and not any(w.layer == f.name for w in wiring)]
     if moved_anyway:
         notes.append("%d layer(s) have update ops the train step does not run, yet their "
@@ -265,7 +311,7 @@ def diagnose_graph(graph: Any, train_op: Any = None, session: Any = None, decay:
 def _check_graph_arguments(tf1: Any, graph: Any, train_op: Any, session: Any) -> None:
     if not isinstance(graph, tf1.Graph):
         raise ProbeConfigError("graph must be a tf.Graph or a Keras model, got %r" % (graph,))
-    for op in graph_reader.as_ops(tf1, train_op):
+    for op in train_step.as_ops(tf1, train_op):
         if op.graph is not graph:
             raise ProbeConfigError("train_op %s belongs to another graph; give an op of graph"
                                    % op.name)
@@ -318,6 +364,14 @@ def _diagnosis(source: str, path: Optional[str], steps: StepCount, decay: Option
                    ["the values (no session given): NEVER_UPDATED, UNSHARED_BRANCHES, "
                     "BAD_VARIANCE, TRAINED_IN_INFERENCE_MODE, PARTLY_CONVERGED; give a session "
                     "whose variables hold the trained values"])
+    still = [layer for layer in layers if frozen(layer) and layer.name not in with_value_finding]
+    if still:
+        notes.append("%d layer(s) frozen: the train step runs them in inference mode (built with "
+                     "is_training=False / training=False), or the graph has no training mode "
+                     "for them; their statistics, not the initial 0 and 1, are those of the "
+                     "checkpoint the weights were restored from (e.g. pre-training), not of this "
+                     "training, so step count x decay (PARTLY_CONVERGED) does not apply to them"
+                     % len(still))
     if steps.source not in (None, "given") and len(steps.candidates) > 1:
         notes.append("step counters found: %s; used %s" % (", ".join(
             "%s = %d" % item for item in steps.candidates), steps.source))
@@ -328,7 +382,7 @@ def _diagnosis(source: str, path: Optional[str], steps: StepCount, decay: Option
         fact.update_ops, None if fact.mean is None else Statistic.of(fact.mean),
         None if fact.variance is None else Statistic.of(fact.variance), checkpoint_name,
         fact.mode if fact.switch is None else "switched by %s (default %s)"
-        % (fact.switch, fact.switch_default)) for fact, checkpoint_name in facts)
+        % (fact.switch, fact.switch_default), frozen(fact)) for fact, checkpoint_name in facts)
     return Diagnosis(source, path, steps, decay, threshold, summaries,
                      ordered_findings(findings, [layer.name for layer in layers]),
                      tuple(not_checked), tuple(notes), graph_source,

@@ -104,6 +104,9 @@ class LayerSummary:
     # graph: what switches the layer between training and inference ("constant training",
     # "constant inference", or the switch tensor's name and its default)
     mode: Optional[str] = None
+    # trained values the graph never trains (run in inference mode by the train step): they
+    # come from where the weights were restored from, and convergence is not judged
+    frozen: bool = False
 
     @property
     def mean_range(self) -> Optional[Tuple[float, float]]:
@@ -116,7 +119,7 @@ class LayerSummary:
     def to_dict(self) -> Dict[str, Any]:
         return {"name": self.name, "checkpoint_name": self.checkpoint_name,
                 "channels": self.channels, "kind": self.kind, "decay": self.decay,
-                "decay_source": self.decay_source, "mode": self.mode,
+                "decay_source": self.decay_source, "mode": self.mode, "frozen": self.frozen,
                 "update_ops": list(self.update_ops),
                 "moving_mean": None if self.mean is None else self.mean.to_dict(),
                 "moving_variance": None if self.variance is None else self.variance.to_dict()}

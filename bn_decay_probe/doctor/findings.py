@@ -43,7 +43,8 @@ class LayerFacts:
     updates: str = UNKNOWN  # RUN / NOT_RUN by the train step, or UNKNOWN
     missing_updates: Tuple[str, ...] = ()  # names of update ops the train step does not run
     missing_outside_collection: bool = False  # and none of them is in UPDATE_OPS
-    # the train step runs this layer's inference-mode normalization (and no update of it)
+    # the train step runs this layer's inference-mode normalization outside any cond (and no
+    # update of it): training=False in its path
     inference_in_train_step: bool = False
     switch: Optional[str] = None  # name of the training switch tensor
     switch_default: Optional[bool] = None
@@ -51,11 +52,19 @@ class LayerFacts:
     switch_fed_true: bool = False  # the train step feeds the switch True (Model.fit)
     sort_key: Tuple = field(default_factory=tuple)
     # recomputed from data by `bn-decay-probe repair`: the values are the data's, not the
-    # outcome of training steps, so NEVER_UPDATED and PARTLY_CONVERGED do not apply
+    # outcome of training steps, so NEVER_UPDATED and PARTLY_CONVERGED do not apply, and a
+    # variance of 0 is a channel constant on the data
     recalibrated: bool = False
     # Keras: the layer's trainable flag and its enclosing models' (None: not known). TF 2.x
     # Keras runs a frozen batch-norm layer in inference mode: its statistics never change.
     trainable: Optional[bool] = None
+    # the layer in training mode this one is a copy of: built in inference mode in the other
+    # branch of the same cond (tf.cond(is_training, train_net, test_net)), sharing no variable
+    copy_of: Optional[str] = None
+    # the graph has several train steps and does not show which one ran: this layer's facts
+    # under each of them (``train_step`` names it), for a finding that names each cause
+    alternatives: Tuple["LayerFacts", ...] = ()
+    train_step: Optional[str] = None
 
     @property
     def read(self) -> bool:
@@ -64,31 +73,42 @@ class LayerFacts:
     @property
     def judged_by_steps(self) -> bool:
         """Whether step count x decay says how far the statistics converged: not for
-        statistics the repair recomputed from data, nor for a Keras layer frozen after they
-        trained (fine-tuning), which keeps those from before the freeze."""
+        statistics the repair recomputed from data, nor for a layer frozen after they trained
+        (a Keras layer with trainable=False, or one the train step runs in inference mode),
+        which keeps those from before the freeze."""
         frozen_after_training = self.trainable is False and self.read and not is_initial(self)
-        return not self.recalibrated and not frozen_after_training
+        return not self.recalibrated and not frozen_after_training and not frozen(self)
 
 
 def value_findings(layers: Sequence[LayerFacts], steps: Optional[int],
                    threshold: float) -> List[Finding]:
-    """At most one per layer, by precedence: trained in inference mode (not when the step
-    counter says no step ran), broken values, never updated (or an unshared copy), not
-    converged."""
+    """At most one per layer, by precedence: trained in inference mode (only where the graph
+    shows it, and not when the step counter says no step ran), broken values, never updated
+    (or a copy that shares no variable), not converged (not for a frozen layer)."""
     trained = [layer for layer in layers if layer.read and not is_initial(layer)
                and _finite(layer)]
     findings = []
     for layer in layers:
-        if not layer.read:
-            continue
-        finding = ((_inference_mode(layer) if steps != 0 else None) or _bad_variance(layer)
-                   or (_never_updated(layer, trained)
-                       if is_initial(layer) and not layer.recalibrated else None)
-                   or (_partly_converged(layer, steps, threshold)
-                       if can_check_convergence(layer, steps) else None))
-        if finding is not None:
-            findings.append(finding)
+        if layer.read:
+            finding = _value_finding(layer, trained, steps, threshold)
+            if finding is not None:
+                findings.append(finding)
     return findings
+
+
+def _value_finding(layer: LayerFacts, trained: Sequence[LayerFacts], steps: Optional[int],
+                   threshold: float) -> Optional[Finding]:
+    if steps != 0 and untouched(layer):
+        cause = (_several_train_steps(layer, trained) if layer.alternatives else
+                 _inference_mode(layer))
+        if cause is not None:
+            return cause
+    finding = _bad_variance(layer)
+    if finding is None and is_initial(layer) and not layer.recalibrated:
+        finding = _never_updated(layer, trained)
+    if finding is None and can_check_convergence(layer, steps):
+        finding = _partly_converged(layer, steps, threshold)  # type: ignore[arg-type]
+    return finding
 
 
 def can_check_convergence(layer: LayerFacts, steps: Optional[int]) -> bool:
@@ -107,15 +127,37 @@ def _finite(layer: LayerFacts) -> bool:
     return bool(np.all(np.isfinite(layer.mean)) and np.all(np.isfinite(layer.variance)))
 
 
-def _initial_or_broken(layer: LayerFacts) -> bool:
-    """What updates in inference mode leave: (0, 1), or NaN where TF 1.15's fused kernel fed
-    uninitialized batch statistics, (v - garbage) * 0."""
-    return is_initial(layer) or not _finite(layer)
+def untouched(layer: LayerFacts) -> bool:
+    """What updates in inference mode leave: every value at its initial 0 or 1, or NaN where
+    TF 1.15's fused CPU kernel fed uninitialized batch statistics ((v - garbage) * 0). A NaN
+    or inf next to trained values is no such trace."""
+    if not layer.read:
+        return False
+    with np.errstate(invalid="ignore"):
+        return (bool(np.all(np.isnan(layer.mean) | (np.abs(layer.mean) <= INITIAL_ATOL)))
+                and bool(np.all(np.isnan(layer.variance) |
+                                (np.abs(layer.variance - 1.0) <= INITIAL_ATOL))))
+
+
+def switch_left_off(layer: LayerFacts) -> bool:
+    """The train step runs the update ops, behind a training switch it does not feed and whose
+    default is False (the Keras learning phase in a hand-written loop): in inference mode."""
+    return bool(layer.switch and layer.updates == RUN and layer.switch_default is False
+                and not layer.switch_fed_true)
+
+
+def frozen(layer: LayerFacts) -> bool:
+    """Trained values in a layer the graph never trains: run in inference mode by the train
+    step (training=False in its path), or built in inference mode only. Its statistics come
+    from where its weights were restored from (e.g. pre-training), not from training steps. (A
+    switch left at a default False is not shown unfed: moved statistics say it was fed.)"""
+    return (layer.read and not untouched(layer) and layer.updates != RUN and
+            (layer.mode == "inference" or layer.inference_in_train_step))
 
 
 def _inference_mode(layer: LayerFacts) -> Optional[Finding]:
-    if not _initial_or_broken(layer):
-        return None
+    """TRAINED_IN_INFERENCE_MODE, when the graph shows the train step running the layer in
+    inference mode (for a layer whose values are what that leaves)."""
     if layer.inference_in_train_step and layer.updates != RUN:
         fix = {"contrib": "build the training net with is_training=True (or a boolean tensor "
                           "fed True in training), then train again",
@@ -128,8 +170,7 @@ def _inference_mode(layer: LayerFacts) -> Optional[Finding]:
                        "training=False): it normalizes with the moving statistics and never "
                        "updates them, so they stay at their initial (0, 1)",
                        fix.get(layer.kind or "", fix["contrib"]), _value_detail(layer))
-    if (layer.switch and layer.updates == RUN and layer.switch_default is False
-            and not layer.switch_fed_true):
+    if switch_left_off(layer):
         if layer.keras_learning_phase:
             return Finding(layer.name, TRAINED_IN_INFERENCE_MODE, ERROR,
                            "the update ops ran in inference mode: the Keras learning phase was "
@@ -147,6 +188,42 @@ def _inference_mode(layer: LayerFacts) -> Optional[Finding]:
                        "feed the training switch True in every train step (is_training / "
                        "training as a placeholder), then train again", _value_detail(layer))
     return None
+
+
+def _several_train_steps(layer: LayerFacts, trained: Sequence[LayerFacts]
+                         ) -> Optional[Finding]:
+    """The graph has several train steps: the causes of untouched statistics each could have
+    left (a train step that trains the layer would have moved them, so it is not the one that
+    ran). One cause: its finding; several: one finding naming each with its fix."""
+    causes: List[Tuple[str, Finding]] = []
+    for alternative in layer.alternatives:
+        alternative.mean, alternative.variance = layer.mean, layer.variance
+        finding = _inference_mode(alternative)
+        if finding is None and alternative.updates != RUN and is_initial(layer):
+            # (update ops that never ran leave exactly 0 and 1, no NaN)
+            finding = _never_updated(alternative, trained)
+        if finding is not None:
+            causes.append((alternative.train_step or "?", finding))
+    distinct = list(dict.fromkeys((f.code, f.explanation, f.fix) for _, f in causes))
+    if not distinct:
+        return None
+    if len(distinct) == 1:
+        code, explanation, fix = distinct[0]
+        steps = ", ".join(step for step, _ in causes)
+        detail = "; ".join(part for part in (causes[0][1].detail, "train step: " + steps)
+                           if part)
+        return Finding(layer.name, code, ERROR, explanation, fix, detail)
+    steps = [step for step, _ in causes]
+    # Every cause left training in inference mode: the graph shows that much.
+    code = (TRAINED_IN_INFERENCE_MODE if all(f.code == TRAINED_IN_INFERENCE_MODE
+                                             for _, f in causes) else NEVER_UPDATED)
+    return Finding(
+        layer.name, code, ERROR,
+        "moving statistics at their initial 0 and 1 (or NaN), and the graph has %d train steps "
+        "(%s) without showing which one ran: %s" % (len(steps), ", ".join(steps),
+           "; ".join("with %s, %s" % (step, f.explanation) for step, f in causes)),
+        "; ".join("if you run %s: %s" % (step, f.fix) for step, f in causes),
+        "; ".join(f.detail for _, f in causes if f.detail))
 
 
 def _value_detail(layer: LayerFacts) -> str:
@@ -177,6 +254,8 @@ def _bad_variance(layer: LayerFacts) -> Optional[Finding]:
         return None
     zeros_only = (bool(np.all(np.isfinite(layer.mean))) and bool(np.all(np.isfinite(
         layer.variance))) and not bool(np.any(layer.variance < 0)))
+    if zeros_only and layer.recalibrated:
+        return None  # the repair measured those channels constant on the data
     if zeros_only:
         return Finding(layer.name, BAD_VARIANCE, WARNING,
                        "moving_variance is exactly 0 for some channels: they were constant in "
@@ -196,17 +275,19 @@ def _bad_variance(layer: LayerFacts) -> Optional[Finding]:
 
 def _never_updated(layer: LayerFacts, trained: Sequence[LayerFacts]) -> Finding:
     family = _family(layer)
-    siblings = [other for other in trained if _related(_family(other), family)]
-    if siblings:
+    siblings = [other.name for other in trained if _related(_family(other), family)]
+    if layer.copy_of or siblings:
         return Finding(layer.name, UNSHARED_BRANCHES, ERROR,
-                       "moving statistics still at their initial 0 and 1 while a layer with the "
-                       "same name (up to TF's _N suffixes or an outer scope) and as many "
-                       "channels was trained: a second copy of the layer (e.g. the test "
-                       "branch) that never shared the trained variables",
+                       "moving statistics still at their initial 0 and 1: the layer is a "
+                       "second copy of a layer in training mode (built in inference mode in "
+                       "the other branch of the same cond, or named the same up to TF's _N "
+                       "suffixes or an outer scope, with as many channels and trained values) "
+                       "that never shared its variables, so inference uses the copy's "
+                       "untrained statistics",
                        "build train and test branches with one layer: the same tf.keras layer "
                        "object, or the same name / scope with reuse=tf.AUTO_REUSE (slim: "
                        "reuse=True), or restore the trained variables into the copy",
-                       "trained copy: %s" % siblings[0].name)
+                       "copy of: %s" % (layer.copy_of or siblings[0]))
     if layer.kind == "tf.keras":
         how = ("run model.updates at every train step (tf.control_dependencies(model.updates)) "
                "with the learning phase set to 1, or train with Model.fit")
@@ -223,8 +304,8 @@ def _never_updated(layer: LayerFacts, trained: Sequence[LayerFacts]) -> Finding:
            NOT_RUN: "the train step does not run the update ops",
            UNKNOWN: "the update ops never ran (or ran in inference mode)"}[layer.updates]
     if layer.mode == "inference":  # graph_reader.INFERENCE: built without update ops
-        why = ("the layer was built in inference mode (is_training=False or training=False: no "
-               "update op), and the train step does not run it")
+        why = ("the layer was built in inference mode only (is_training=False or "
+               "training=False: no update op), so no train step updates it")
     return Finding(layer.name, NEVER_UPDATED, ERROR,
                    "moving_mean is all 0 and moving_variance all 1, their initial values: %s, "
                    "so inference normalizes with (0, 1)" % why,
@@ -239,8 +320,10 @@ _REPAIR = ("; for the weights already trained, recompute the statistics from dat
 
 
 def _family(layer: LayerFacts) -> Tuple[Tuple[str, ...], Optional[int]]:
-    """Scopes with TF's uniquifying _N suffixes removed, plus channels."""
-    return tuple(_COPY_SUFFIX.sub("", part) for part in layer.name.split("/")), layer.channels
+    """Scopes with TF's uniquifying _N suffixes removed (a suffixed variable pair's layer
+    "bn/_1" is "bn"), plus channels."""
+    parts = (_COPY_SUFFIX.sub("", part) for part in layer.name.split("/"))
+    return tuple(part for part in parts if part), layer.channels
 
 
 def _related(a: Tuple[Tuple[str, ...], Optional[int]],
@@ -275,11 +358,13 @@ def _partly_converged(layer: LayerFacts, steps: int, threshold: float) -> Option
 
 def wiring_findings(layers: Sequence[LayerFacts], have_train_op: bool) -> List[Finding]:
     """Update ops the train step does not run, for layers whose values (when read) agree: a
-    layer whose statistics moved had its updates run by something else (e.g. Model.fit)."""
+    layer whose statistics moved had its updates run by something else (e.g. Model.fit). Not
+    for a layer the train step runs in inference mode (training=False): its update ops belong
+    to another call of it, which training does not use."""
     findings = []
     for layer in layers:
         if (layer.updates != NOT_RUN or not layer.missing_updates
-                or (layer.read and not _initial_or_broken(layer))):
+                or layer.inference_in_train_step or (layer.read and not untouched(layer))):
             continue
         names = ", ".join(layer.missing_updates)
         step = "the train op" if have_train_op else "the graph's train step"

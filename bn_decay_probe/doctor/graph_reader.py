@@ -11,16 +11,18 @@ they need TensorFlow's classes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from ..checkpoints.branches import BRANCHES, IF_OPS, branch_graph
+from ..checkpoints.conds import Branches, cond_contexts, if_branch
 from ..checkpoints.graphwalk import ancestors
 from ..errors import ProbeConfigError
 from ..names import MOVING, moving_name
+from .train_step import as_ops, collected_update_ops, train_roots
 
 __all__ = ["BatchNormLayer", "TrainingSwitch", "UpdateSite", "find_batch_norm_layers",
-           "require_layers", "update_sites", "layer_decay", "collected_update_ops", "as_ops",
-           "train_roots", "TRAINING", "INFERENCE", "SWITCHED",
+           "branch_copies", "require_layers", "update_sites", "layer_decay",
+           "collected_update_ops", "as_ops", "train_roots", "TRAINING", "INFERENCE", "SWITCHED",
            "KERAS_LEARNING_PHASE"]
 
 _UPDATE_OPS = frozenset({"AssignSub", "AssignSubVariableOp"})
@@ -71,9 +73,15 @@ class BatchNormLayer:
     in_place: Set[Any] = field(default_factory=set)  # those the layer's output depends on
     mode: str = TRAINING  # TRAINING, INFERENCE (never updates) or SWITCHED (by ``switch``)
     switch: Optional[TrainingSwitch] = None
-    # ops that normalize with the moving statistics (inference mode); the train step running
-    # one of them without the layer's update ops means training in inference mode
-    inference_ops: List[Any] = field(default_factory=list)
+    # the ops that normalize with the moving statistics (inference mode), each with the cond
+    # branches it runs in (an If op: the branches of its functions that do); the train step
+    # running one outside any cond, without the layer's update ops, trains in inference mode
+    inference_sites: List[Tuple[Any, Branches]] = field(default_factory=list)
+    update_sites: List["UpdateSite"] = field(default_factory=list)
+
+    @property
+    def inference_ops(self) -> List[Any]:
+        return list(dict.fromkeys(op for op, _ in self.inference_sites))
 
     def mode_text(self) -> str:
         if self.mode == SWITCHED and self.switch is not None:
@@ -89,7 +97,8 @@ def find_batch_norm_layers(tf1: Any, graph: Any) -> List[BatchNormLayer]:
         if parts:
             grouped.setdefault(parts[0], {})[parts[1]] = variable
     position = {op.name: i for i, op in enumerate(graph.get_operations())}
-    sites = update_sites(graph)
+    contexts = cond_contexts(graph.get_operations())
+    sites = update_sites(graph, contexts)
     collected = ancestors(collected_update_ops(tf1, graph))
     contrib = {v.op.name for v in graph.get_collection(tf1.GraphKeys.MODEL_VARIABLES)}
     scoped = _get_variable_names(graph)
@@ -104,14 +113,41 @@ def find_batch_norm_layers(tf1: Any, graph: Any) -> List[BatchNormLayer]:
         layer = BatchNormLayer(name, variables, mean.shape.num_elements(), kind,
                                layer_decay(tf1, [site.assign for site in found]), ops,
                                {s.op for s in found if s.in_place})
+        layer.update_sites = found
         switch = _switch(tf1, found)
-        layer.inference_ops = _inference_ops(variables.values())
+        layer.inference_sites = _inference_sites(variables.values(), contexts)
         if switch is not None:
             layer.mode, layer.switch = SWITCHED, switch
         elif not found:
             layer.mode = INFERENCE if layer.inference_ops else TRAINING
         layers.append(layer)
     return sorted(layers, key=lambda layer: position[layer.variables[MOVING[0]].op.name])
+
+
+def branch_copies(layers: Sequence[BatchNormLayer]) -> Dict[str, str]:
+    """Copies that share no variable with the layer they copy, as tf.cond(is_training,
+    train_net, test_net) builds them without reuse: a layer built in inference mode only in one
+    branch of a cond whose other branch builds a layer in training mode (its updates run there)
+    with as many channels. -> {copy: the layer in training mode}; within a cond and a number of
+    channels, the k-th copy (in graph order) pairs with the k-th layer of the other branch."""
+    sides: Dict[Tuple[str, bool, Optional[int]], List[str]] = {}
+    copies: Dict[Tuple[str, bool, Optional[int]], List[str]] = {}
+    for layer in layers:
+        if layer.mode == INFERENCE:
+            branches = [b for _, bs in layer.inference_sites for b in bs]
+            target = copies
+        else:
+            branches = [b for site in layer.update_sites for b in site.branches]
+            target = sides
+        for branch in dict.fromkeys(branches):
+            target.setdefault((branch.cond, branch.taken, layer.channels), []).append(
+                layer.name)
+    found: Dict[str, str] = {}
+    for (cond, taken, channels), names in copies.items():
+        others = sides.get((cond, not taken, channels), [])
+        for name, other in zip(names, others):
+            found.setdefault(name, other)
+    return found
 
 
 def require_layers(layers: Sequence[BatchNormLayer]) -> None:
@@ -125,39 +161,45 @@ def require_layers(layers: Sequence[BatchNormLayer]) -> None:
 class UpdateSite:
     """Where a variable is updated: ``op`` of the graph runs ``assign`` (the op itself, or an If
     op whose branch holds it); ``in_place``: an Identity (the layer's output) depends on it;
-    ``conds``: the If ops or Switch ops the update sits behind."""
+    ``conds``: the If ops or Switch ops the update sits behind; ``branches``: the cond branches
+    it runs in."""
 
     op: Any
     assign: Any
     in_place: bool
     conds: tuple = ()
+    branches: Branches = ()
 
 
-def update_sites(graph: Any) -> Dict[str, List[UpdateSite]]:
+def update_sites(graph: Any, contexts: Optional[Dict[Any, Branches]] = None
+                 ) -> Dict[str, List[UpdateSite]]:
     """Name of the variable's op (in a branch function: its placeholder) -> where it is updated.
 
     Control flow v1 (TF 1.15) keeps cond branches in the graph, behind Switch ops; control flow
-    v2 (TF 2.x) puts them in functions of an If op, which stands for them in the graph."""
-    in_place = {dep for op in graph.get_operations() if op.type == "Identity"
-                for dep in op.control_inputs}
+    v2 (TF 2.x) puts them in functions of an If op, which stands for them in the graph.
+    ``contexts``: cond_contexts of the graph's ops, if already known."""
+    operations = graph.get_operations()
+    contexts = cond_contexts(operations) if contexts is None else contexts
+    in_place = {dep for op in operations if op.type == "Identity" for dep in op.control_inputs}
     sites: Dict[str, List[UpdateSite]] = {}
-    for op in graph.get_operations():
+    for op in operations:
         if op.type in _UPDATE_OPS:
             target, switches = _source_and_switches(op.inputs[0])
             sites.setdefault(target.name, []).append(
-                UpdateSite(op, op, op in in_place, tuple(switches)))
+                UpdateSite(op, op, op in in_place, tuple(switches), contexts.get(op, ())))
         elif op.type in IF_OPS:
             for attr in BRANCHES:
                 branch = branch_graph(op, attr)
                 if branch is None:
                     continue
                 index = {tensor.op.name: i for i, tensor in enumerate(branch.inputs)}
+                outer = contexts.get(op, ()) + (if_branch(op, attr),)
                 for name, inner in update_sites(branch).items():
                     if name in index:  # inputs[0] of an If op is its condition
                         target = _source(op.inputs[index[name] + 1])
                         sites.setdefault(target.name, []).extend(
-                            UpdateSite(op, site.assign, site.in_place, (op,) + site.conds)
-                            for site in inner)
+                            UpdateSite(op, site.assign, site.in_place, (op,) + site.conds,
+                                       outer + site.branches) for site in inner)
     return sites
 
 
@@ -263,88 +305,67 @@ def _training_switch(tf1: Any, predicate: Any) -> TrainingSwitch:
     return TrainingSwitch(predicate, default, op.name.endswith(KERAS_LEARNING_PHASE))
 
 
-def _inference_ops(variables: Iterable[Any]) -> List[Any]:
+def _inference_sites(variables: Iterable[Any], contexts: Dict[Any, Branches]
+                     ) -> List[Tuple[Any, Branches]]:
     """Ops that read the moving statistics for anything but updating, saving or initializing
-    them: the inference-mode normalization (a fused batch norm with is_training=False, the
-    non-fused arithmetic, or an If op whose inference branch does it)."""
-    found = []
+    them: the inference-mode normalization (a fused batch norm with is_training=False, or the
+    non-fused arithmetic), each with the cond branches it runs in; inside an If op's functions
+    the If op stands for them, with the branch (and nested Ifs' branches) that normalizes."""
+    def outer_consumers(op: Any) -> List[Any]:
+        return [c for t in op.outputs for c in t.consumers()]
+
+    found: List[Tuple[Any, Branches]] = []
     for variable in variables:
-        stack = [variable.op]
-        while stack:
-            op = stack.pop()
-            for consumer in (c for t in op.outputs for c in t.consumers()):
-                if consumer.type in _READS and not consumer.name.startswith("save"):
-                    stack.append(consumer)
-                elif consumer.type in _FUSED:
-                    if not consumer.get_attr("is_training"):
-                        found.append(consumer)
-                elif consumer.type in IF_OPS:
-                    found.append(consumer)
-                elif (consumer.type not in _BOOKKEEPING and consumer.type not in _UPDATE_OPS
-                      and not consumer.name.startswith(("save", "gradients"))
-                      and "AssignMovingAvg" not in consumer.name):
-                    found.append(consumer)
+        for op, branches in _normalizing(variable.op, outer_consumers, None, ()):
+            found.append((op, contexts.get(op, ()) + branches))
     return list(dict.fromkeys(found))
 
 
-def collected_update_ops(tf1: Any, graph: Any) -> List[Any]:
-    """The ops behind UPDATE_OPS; an item session.run could not run is no update op."""
-    ops = []
-    for item in graph.get_collection(tf1.GraphKeys.UPDATE_OPS):
-        try:
-            ops += as_ops(tf1, item)
-        except ProbeConfigError:
-            pass
-    return ops
-
-
-def as_ops(tf1: Any, fetches: Any) -> List[Any]:
-    """The ops behind a train op given as session.run takes it: an op, a tensor, a variable or
-    a (nested) list of them."""
-    if fetches is None:
-        return []
-    if isinstance(fetches, tf1.Operation):
-        return [fetches]
-    # A tensor's or a variable's op. Not isinstance(.., tf1.Variable): under TF 2.x resource
-    # variables are no tf.compat.v1.Variable -- every variable there, global_step too, and what
-    # assign_sub returns (a variable whose op is the update), which contrib puts in UPDATE_OPS.
-    if isinstance(getattr(fetches, "op", None), tf1.Operation):
-        return [fetches.op]
-    if isinstance(fetches, (list, tuple)):
-        return [op for item in fetches for op in as_ops(tf1, item)]
-    raise ProbeConfigError("train_op must be a tf.Operation, tf.Tensor, tf.Variable, a Keras "
-                           "train function or a list of them, got %r" % (fetches,))
-
-
-def train_roots(tf1: Any, graph: Any) -> List[Any]:
-    """The ops a train step runs when nobody says which: the TRAIN_OP collection when it is
-    filled (tf.compat.v1 optimizers add their apply op there, slim's create_train_op its train
-    op); else (Keras's optimizers add nothing) the ops that nothing consumes among
-    those that run an optimizer's apply op (ApplyGradientDescent, ResourceApplyAdam, ...), e.g.
-    ``minimize()``'s op or Keras Model.fit's ``training/group_deps``, leaving out the reads TF
-    2.x's optimizers add after their updates. In graph order."""
-    collected = as_ops(tf1, graph.get_collection(tf1.GraphKeys.TRAIN_OP))
-    if collected:
-        return collected
-    consumers: Dict[Any, List[Any]] = {}
-    for op in graph.get_operations():
-        for tensor in op.inputs:
-            consumers.setdefault(tensor.op, []).append(op)
-        for dependency in op.control_inputs:
-            consumers.setdefault(dependency, []).append(op)
-    stack = [op for op in graph.get_operations() if _applies_gradients(op)]
-    reached: Set[Any] = set()
+def _normalizing(start: Any, consumers: Callable[[Any], List[Any]], stand_in: Any,
+                 branches: Branches) -> List[Tuple[Any, Branches]]:
+    """The normalizing uses of the value ``start`` outputs, in one graph (``stand_in``: the If
+    op of the outer graph that runs this branch function, None in the outer graph)."""
+    found: List[Tuple[Any, Branches]] = []
+    stack, seen = [start], set()
     while stack:
         op = stack.pop()
-        if op not in reached:
-            reached.add(op)
-            stack.extend(consumers.get(op, []))
-    return [op for op in graph.get_operations() if op in reached and not consumers.get(op)
-            and op.type != "ReadVariableOp"]
+        if op in seen:
+            continue
+        seen.add(op)
+        for consumer in consumers(op):
+            if consumer.type in _READS and not consumer.name.startswith("save"):
+                stack.append(consumer)
+            elif consumer.type in _FUSED:
+                if not consumer.get_attr("is_training"):
+                    found.append((stand_in or consumer, branches))
+            elif consumer.type in IF_OPS:
+                found += _normalizing_in_branches(consumer, op, stand_in or consumer, branches)
+            elif (consumer.type not in _BOOKKEEPING and consumer.type not in _UPDATE_OPS
+                  and not consumer.name.startswith(("save", "gradients"))
+                  and "AssignMovingAvg" not in consumer.name):
+                found.append((stand_in or consumer, branches))
+    return found
 
 
-def _applies_gradients(op: Any) -> bool:
-    return op.type.startswith(("Apply", "ResourceApply", "SparseApply", "ResourceSparseApply"))
+def _normalizing_in_branches(if_op: Any, source: Any, stand_in: Any,
+                             branches: Branches) -> List[Tuple[Any, Branches]]:
+    """The normalizing uses of ``source``'s value inside the branch functions of ``if_op``."""
+    positions = [i - 1 for i, t in enumerate(if_op.inputs) if i and t.op is source]
+    found: List[Tuple[Any, Branches]] = []
+    for attr in BRANCHES:
+        graph = branch_graph(if_op, attr)
+        if graph is None:
+            continue
+        consumers: Dict[Any, List[Any]] = {}
+        for op in graph.get_operations():
+            for tensor in op.inputs:
+                consumers.setdefault(tensor.op, []).append(op)
+        inner = branches + (if_branch(if_op, attr),)
+        for position in positions:
+            if position < len(graph.inputs):
+                found += _normalizing(graph.inputs[position].op,
+                                      lambda op: consumers.get(op, []), stand_in, inner)
+    return found
 
 
 def _get_variable_names(graph: Any) -> Set[str]:

@@ -6,35 +6,31 @@ import itertools
 import numbers
 import os
 import time
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .. import progress as progress_bar
 from .._version import __version__
-from ..checkpoints import meta, paths
+from ..checkpoints import meta, paths, reader
 from ..checkpoints.graphwalk import Walker
 from ..errors import ProbeConfigError
 from . import writer
-from .data import DataFile, input_batches, open_data
+from .check import normalization_error
+from .data import DataFile, input_batches, open_data, rereadable
 from .keras_live import is_keras_model
 from .keras_repair import (keras_data, keras_file_kind, no_tensor_names, recalibrate_keras,
                            recalibrate_keras_file)
 from .plan import AUTO, Plan, make_plan
-from .result import (REPAIRED, SKIPPED, LayerRepair, OutputGap, RepairResult,
-                     frozen_or_none)
+from .result import REPAIRED, SKIPPED, Check, LayerRepair, RepairResult, frozen_or_none
 from .runner import Measured, run
 
-# Batches kept to measure the inference/training gap on (run as one batch): each costs three
-# more passes (inference before and after, training), so one keeps the repair close to the cost
-# of its training-mode passes; more rows give a steadier number on small batches.
-DEFAULT_GAP_BATCHES = 1
-_FLAGS = ("inputs", "training", "outputs")
+_FLAGS = ("inputs", "training")
 
 
 def recalibrate(session: Any, batches: Iterable[Any], inputs: Any = None, training: Any = None,
-                layers: Optional[Sequence[str]] = None, outputs: Any = None,
-                gap_batches: int = DEFAULT_GAP_BATCHES, progress: bool = False) -> RepairResult:
+                layers: Optional[Sequence[str]] = None, check_batches: Optional[int] = None,
+                progress: bool = False) -> RepairResult:
     """Recalibrates the moving statistics of the batch-norm layers of ``session``'s graph from
     ``batches``, assigning the new values to the variables in the session; or, when ``session``
     is a live Keras model (Keras 3 on any backend, or Keras 2 running eagerly), to the model's
@@ -45,21 +41,21 @@ def recalibrate(session: Any, batches: Iterable[Any], inputs: Any = None, traini
     Keras model also a tf.data.Dataset, whose (x, y) items give x), read one at a time; with
     several input tensors, each item is a tuple of arrays. ``inputs``: the input tensor(s)
     (tensors or names) of the session's graph. ``training``: the boolean training switch(es);
-    None finds the one boolean placeholder the layers' conds depend on (such as Keras's
-    learning phase).
-    ``layers``: names of the layers to recalibrate (default all). ``outputs``: the tensors on
-    which the inference/training gap is measured on the first ``gap_batches`` batches; None
-    finds the model's outputs, ``()`` measures none.
+    None finds the one boolean placeholder the layers (or their batch statistics) depend on,
+    such as Keras's learning phase. ``layers``: names of the layers to recalibrate (default
+    all). ``check_batches``: how many batches the check runs on in inference mode (None: all of
+    them, read again, or the first 16 when ``batches`` can be read only once, as a generator;
+    0: no check).
 
     Every layer is run in training mode, so each normalizes with its batch statistics; each
     layer's population mean and variance over every value of every batch are pooled in float64
     and written (population variance, divide by the count; see docs/repair.md). No update op
     runs and no other variable changes.
     """
-    _check_options(gap_batches)
+    _check_options(check_batches)
     if is_keras_model(session):
-        no_tensor_names(inputs, training, outputs, _FLAGS)
-        return recalibrate_keras(session, batches, layers, gap_batches, progress)
+        no_tensor_names(inputs, training, _FLAGS)
+        return recalibrate_keras(session, batches, layers, check_batches, progress)
     if not hasattr(session, "run") or getattr(session, "graph", None) is None:
         raise ProbeConfigError("session must be a tf.compat.v1.Session, got %r" % (session,))
     if inputs is None:
@@ -70,18 +66,19 @@ def recalibrate(session: Any, batches: Iterable[Any], inputs: Any = None, traini
         walker = Walker()
         plan = make_plan(tf1, session.graph, walker, inputs=inputs,
                          training=AUTO if training is None else training, layers=layers,
-                         outputs=AUTO if outputs is None else outputs, flags=_FLAGS)
-        measured = _measure(tf1, session, walker, plan,
-                            input_batches(batches, len(plan.inputs)), gap_batches, None,
-                            progress)
+                         flags=_FLAGS)
+        count = len(plan.inputs)
+        again = (lambda: input_batches(batches, count)) if rereadable(batches) else None
+        measured = _measure(tf1, session, walker, plan, input_batches(batches, count), again,
+                            check_batches, None, progress)
     return _result("session", None, None, plan, measured, [], time.perf_counter() - started)
 
 
 def recalibrate_checkpoint(checkpoint: Any, batches: Any, out: Any, inputs: Any = None,
                            training: Any = None, layers: Optional[Sequence[str]] = None,
-                           outputs: Any = None, batch_size: Optional[int] = None,
+                           batch_size: Optional[int] = None,
                            max_batches: Optional[int] = None,
-                           gap_batches: int = DEFAULT_GAP_BATCHES, overwrite: bool = False,
+                           check_batches: Optional[int] = None, overwrite: bool = False,
                            progress: bool = False, flags: Sequence[str] = _FLAGS,
                            preprocess: Any = None) -> RepairResult:
     """Recalibrates the batch-norm statistics of ``checkpoint`` (a prefix with .index, data and
@@ -93,18 +90,19 @@ def recalibrate_checkpoint(checkpoint: Any, batches: Any, out: Any, inputs: Any 
     ``batches``: a data file (``FILE.npy``, split into batches of ``batch_size`` rows; ``FILE.npz``,
     one batch per array; ``FILE.npz:NAME``, that array split; or an opened
     :class:`~bn_decay_probe.repair.data.DataFile`) or any iterable of arrays.
-    ``inputs`` / ``training`` / ``outputs``: tensor names; None finds them in the graph (one
-    float placeholder; one boolean switch) and fails listing the candidates when there are
-    several. ``max_batches``: stop after that many. Every tensor of the copy but the repaired
-    moving statistics is bit-identical to the input's; the copy also holds a string tensor
-    ``bn_decay_probe/repair`` saying what was recalibrated. See :func:`recalibrate`.
+    ``inputs`` / ``training``: tensor names; None finds them in the graph (one float
+    placeholder; one boolean switch) and fails listing the candidates when there are several.
+    ``max_batches``: stop after that many. Every tensor of the copy but the repaired moving
+    statistics is bit-identical to the input's; the copy also holds a string tensor
+    ``bn_decay_probe/repair`` saying what was recalibrated, and its directory a ``checkpoint``
+    file naming it (as tf.train.Saver writes one). See :func:`recalibrate`.
     """
-    _check_options(gap_batches)
+    _check_options(check_batches)
     if keras_file_kind(checkpoint) is not None:
-        no_tensor_names(inputs, training, outputs, flags)
+        no_tensor_names(inputs, training, flags)
         return recalibrate_keras_file(
             os.fspath(checkpoint), keras_data(batches), out, layers, batch_size, max_batches,
-            gap_batches, overwrite, progress, preprocess)
+            check_batches, overwrite, progress, preprocess)
     if preprocess is not None:
         raise ProbeConfigError("preprocess applies to Keras model files; a checkpoint's graph "
                                "takes the data as it is")
@@ -119,6 +117,8 @@ def recalibrate_checkpoint(checkpoint: Any, batches: Any, out: Any, inputs: Any 
     from .. import backend
     started = time.perf_counter()
     with backend.quiet() as tf1:
+        # A damaged file is named before the graph is blamed for it.
+        reader.verify(tf1, prefix)
         graph, saver = meta.import_graph(tf1, prefix)
         if meta.partitioned(graph):
             raise ProbeConfigError("checkpoint %s saves partitioned variables (slices), which "
@@ -129,18 +129,25 @@ def recalibrate_checkpoint(checkpoint: Any, batches: Any, out: Any, inputs: Any 
             plan = make_plan(tf1, graph, walker,
                              inputs=AUTO if inputs is None else inputs,
                              training=AUTO if training is None else training, layers=layers,
-                             outputs=AUTO if outputs is None else outputs, flags=flags)
+                             flags=flags)
             notes: List[str] = []
+            again: Optional[Callable[[], Iterable[Any]]] = None
             if data is not None:
                 stream, total = _file_batches(data, plan, batch_size, max_batches, notes,
                                               flags[0])
+                again = lambda: _file_batches(data, plan, batch_size, max_batches, [],
+                                              flags[0])[0]  # noqa: E731
             else:
+                if rereadable(batches):
+                    again = lambda: input_batches(  # noqa: E731
+                        batches if max_batches is None else
+                        itertools.islice(batches, max_batches), len(plan.inputs))
                 stream = input_batches(batches if max_batches is None else
                                        itertools.islice(batches, max_batches),
                                        len(plan.inputs))
                 total = None
-            measured = _measure(tf1, session, walker, plan, stream, gap_batches, total,
-                                progress)
+            measured = _measure(tf1, session, walker, plan, stream, again, check_batches,
+                                total, progress)
         keys = meta.variable_keys(graph)
         replacements = {}
         for layer in plan.active:
@@ -152,16 +159,19 @@ def recalibrate_checkpoint(checkpoint: Any, batches: Any, out: Any, inputs: Any 
         marker = {"bn_decay_probe": __version__, "layers": [l.name for l in plan.active],
                   "batches": measured.batches, "rows": measured.rows,
                   "variance": "population", "keys": sorted(replacements)}
-        writer.write_copy(tf1, prefix, out, replacements, marker, overwrite)
+        state_note = writer.write_copy(tf1, prefix, out, replacements, marker, overwrite)
+        notes += [state_note] if state_note else []
     return _result("checkpoint", prefix, out, plan, measured, notes,
                    time.perf_counter() - started)
 
 
-def _check_options(gap_batches: Any) -> None:
-    if isinstance(gap_batches, (bool, np.bool_)) or not isinstance(gap_batches, numbers.Integral) \
-            or gap_batches < 0:
-        raise ProbeConfigError("gap_batches must be a whole number >= 0 (0: no gap measured), "
-                               "got %r" % (gap_batches,))
+def _check_options(check_batches: Any) -> None:
+    if check_batches is None:
+        return
+    if isinstance(check_batches, (bool, np.bool_)) or \
+            not isinstance(check_batches, numbers.Integral) or check_batches < 0:
+        raise ProbeConfigError("check_batches must be None (all batches), or a whole number "
+                               ">= 0 (0: no check), got %r" % (check_batches,))
 
 
 def _file_batches(data: DataFile, plan: Plan, batch_size: Optional[int],
@@ -197,28 +207,47 @@ def _file_batches(data: DataFile, plan: Plan, batch_size: Optional[int],
 
 
 def _measure(tf1: Any, session: Any, walker: Any, plan: Plan, stream: Iterable[Any],
-             gap_batches: int, total: Optional[int], show: bool) -> Measured:
+             again: Optional[Callable[[], Iterable[Any]]], check_batches: Optional[int],
+             total: Optional[int], show: bool) -> Measured:
     with progress_bar.bar(total, show, unit="batch") as update:
-        return run(tf1, session, walker, plan, stream, gap_batches, update)
+        return run(tf1, session, walker, plan, stream, again, check_batches, update)
 
 
 def _result(source: str, checkpoint: Optional[str], out: Optional[str], plan: Plan,
             measured: Measured, notes: List[str], seconds: float) -> RepairResult:
     layers = []
+    checked = measured.unchecked is None and bool(measured.seen_after)
     for layer in plan.layers:
         mean, variance = measured.before[layer.name]
         pooled = measured.pooled.get(layer.name)
+        errors: Tuple[Optional[float], Optional[float]] = (None, None)
+        if checked and pooled is not None:
+            epsilon = layer.statistics[0].epsilon
+            written = measured.written[layer.name]
+            errors = (normalization_error(mean, variance, measured.seen_before[layer.name],
+                                          epsilon),
+                      normalization_error(written[0], written[1],
+                                          measured.seen_after[layer.name], epsilon))
         layers.append(LayerRepair(
             layer.name, layer.channels, REPAIRED if pooled is not None else SKIPPED,
             layer.skipped, pooled.batches if pooled else 0, pooled.count if pooled else 0,
             tuple(s.producer for s in layer.statistics),
             any(s.bessel for s in layer.statistics), frozen_or_none(mean),
             frozen_or_none(variance), frozen_or_none(pooled.mean if pooled else None),
-            frozen_or_none(pooled.variance if pooled else None)))
-    gaps = tuple(OutputGap.of(name, sums) for name, sums in measured.gaps.items())
+            frozen_or_none(pooled.variance if pooled else None), errors[0], errors[1],
+            tuple(layer.notes)))
     all_notes = list(plan.notes) + notes
-    if plan.switches and plan.outputs and not gaps:
-        all_notes.append("gap_batches is 0: the inference/training gap was not measured")
+    check = None
+    if checked:
+        check = Check(measured.checked_batches, measured.checked_rows, measured.checked_all)
+        if not measured.checked_all:
+            all_notes.append("the statistics were checked on the first %d of %d batch(es)%s"
+                             % (measured.checked_batches, measured.batches,
+                                " (the batches can be read only once: the check keeps those "
+                                "in memory)" if measured.one_shot else ""))
+    elif measured.unchecked and plan.switches:
+        all_notes.append("the statistics were not checked in inference mode: %s"
+                         % measured.unchecked)
     return RepairResult(source, checkpoint, out, tuple(t.name for t in plan.inputs),
                         tuple(t.name for t in plan.switches), measured.batches, measured.rows,
-                        tuple(layers), gaps, tuple(all_notes), round(seconds, 3))
+                        tuple(layers), check, tuple(all_notes), round(seconds, 3))

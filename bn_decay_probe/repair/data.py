@@ -104,9 +104,10 @@ def open_data(spec: Any) -> DataFile:
             arrays = _npz_infos(path, name)
         else:
             raise DataError("data %s: unknown file type; give %s" % (path, _FORMATS))
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        if isinstance(exc, ProbeConfigError):
-            raise
+    except ProbeConfigError:
+        raise
+    except Exception as exc:  # pylint: disable=broad-except  (a damaged header or archive:
+        # OSError, ValueError, zipfile's BadZipFile, EOFError, SyntaxError, tokenize's TokenError)
         raise DataError("data %s is not a readable numpy file (%s)"
                         % (path, _reason(exc))) from None
     for info in arrays:
@@ -167,17 +168,29 @@ def _check_array(path: str, info: ArrayInfo) -> None:
 @contextlib.contextmanager
 def _stream(path: str, info: ArrayInfo) -> Iterator[Any]:
     """The file (a .npy, or an .npz member) opened and read past its header."""
+    with contextlib.ExitStack() as stack:
+        def opened() -> Any:
+            if info.name:
+                archive = stack.enter_context(zipfile.ZipFile(path))
+                handle = stack.enter_context(archive.open(info.name + ".npy"))
+            else:
+                handle = stack.enter_context(open(path, "rb"))
+            _header(handle)
+            return handle
+
+        yield _reading(path, opened)
+
+
+def _reading(path: str, read: Any) -> Any:
+    """``read()``, with what a damaged or vanished file raises (OSError, zipfile's BadZipFile
+    and CRC errors, zlib.error, EOFError, a changed header's ValueError) as one DataError."""
     try:
-        if info.name:
-            with zipfile.ZipFile(path) as archive, archive.open(info.name + ".npy") as handle:
-                _header(handle)
-                yield handle
-        else:
-            with open(path, "rb") as handle:
-                _header(handle)
-                yield handle
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError("data %s cannot be read (%s)" % (path, _reason(exc))) from None
+        return read()
+    except ProbeConfigError:
+        raise
+    except Exception as exc:  # pylint: disable=broad-except
+        raise DataError("data %s cannot be read (%s): the file is damaged or changed while "
+                        "read" % (path, _reason(exc))) from None
 
 
 def _read_rows(path: str, info: ArrayInfo, size: int) -> Iterator[np.ndarray]:
@@ -197,7 +210,7 @@ def _read_rows(path: str, info: ArrayInfo, size: int) -> Iterator[np.ndarray]:
             count = min(size, rows - start)
             batch = np.empty((count,) + info.shape[1:], dtype)
             view = memoryview(batch.reshape(-1).view(np.uint8))
-            got = handle.readinto(view)
+            got = _reading(path, lambda: handle.readinto(view))
             if got != view.nbytes:
                 raise DataError("data %s ends early: rows %d to %d are missing"
                                 % (path, start, rows))
@@ -209,7 +222,7 @@ def _row_bytes(info: ArrayInfo) -> int:
 
 
 def _read_exactly(path: str, handle: Any, size: int) -> bytes:
-    data = handle.read(size)
+    data = _reading(path, lambda: handle.read(size))
     if len(data) != size:
         raise DataError("data %s ends early (%d of %d bytes)" % (path, len(data), size))
     return data
@@ -275,3 +288,8 @@ def input_batches(batches: Iterable[Any], count: int) -> Iterator[Tuple[Any, ...
 
 def _arrays(items: Sequence[Any]) -> bool:
     return all(hasattr(item, "shape") for item in items)
+
+
+def rereadable(batches: Any) -> bool:
+    """A list can be read again; a generator or an iterator (iter() gives itself) cannot."""
+    return hasattr(batches, "__iter__") and iter(batches) is not batches

@@ -1,5 +1,5 @@
 """Reading a graph for a repair: each batch-norm layer's batch statistics in training mode, the
-input tensor, the training switch and the model's outputs. Works on a graph a program built
+input tensor and the training switch. Works on a graph a program built
 (TF 1.15 or TF 2.x graph mode) and on one imported from a .meta file; adds nothing to the graph.
 
 A layer is a pair of variables ``.../moving_mean`` and ``.../moving_variance``. Its batch
@@ -13,21 +13,25 @@ path to run, so that a run can check that feeding the switch really selects trai
 from __future__ import annotations
 
 import dataclasses
-import re
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+import numpy as np
+
 from ..checkpoints.branches import IF_OPS
 from ..checkpoints.graphwalk import (STATE_OPS, VARIABLE_OPS, Condition, Edge, Node, Walker,
-                                     ancestors, descendants)
+                                     ancestors)
 from ..errors import ProbeConfigError
 from ..names import MOVING, moving_name
+from ..probe.config import DEFAULT_EPSILON  # contrib's, tf.layers' and Keras's default
 
 FUSED_OPS = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
 _STOP_OPS = VARIABLE_OPS | {"Const", "Placeholder", "PlaceholderWithDefault", "VarIsInitializedOp"}
-# Name components of the ops tf.gradients and the optimizers build.
-_GRADIENTS = re.compile(r"(^|/)gradients(_\d+)?(/|$)")
+# Ops that compute a layer's input, not statistics of it: a walk from an update op that reaches
+# one has passed the values its layer normalizes (a layer whose statistics the repair cannot
+# read, such as tf.nn.weighted_moments'), and must not take the layer before's statistics.
+_LAYER_OPS = frozenset({"Conv2D", "Conv3D", "DepthwiseConv2dNative", "MatMul", "BatchMatMul",
+                        "BatchMatMulV2", "BiasAdd", "Relu", "Relu6", "Elu", "Selu", "Softmax"})
 _FLOAT = ("float16", "bfloat16", "float32", "float64")
 
 
@@ -41,6 +45,8 @@ class Statistic:
     values: Any  # tensor: the values normalized (the layer's input)
     bessel: bool  # fused kernel: variance * n/(n-1)
     conditions: Tuple[Condition, ...]  # conds that must take the given branch in training
+    epsilon: float = DEFAULT_EPSILON  # what the layer adds to the variance when it normalizes
+    channel_axis: int = -1  # of ``values``
 
 
 @dataclass
@@ -53,6 +59,7 @@ class Layer:
     channels: int
     statistics: List[Statistic] = field(default_factory=list)
     skipped: Optional[str] = None  # why the layer cannot be recalibrated from this graph
+    notes: List[str] = field(default_factory=list)  # what else of the layer stays as it was
 
 
 def find_layers(tf1: Any, graph: Any, walker: Walker) -> List[Layer]:
@@ -138,7 +145,7 @@ def _statistics(walker: Walker, sites: Sequence[Node]) -> Any:
         return reasons[0]
     return ("its update ops take no batch statistics computed in training mode (the graph runs "
             "the layer in inference mode only, or computes its statistics in a way the repair "
-            "does not read)")
+            "does not read, such as tf.nn.weighted_moments)")
 
 
 def _nearest_producers(walker: Walker, site: Node) -> List[Tuple[Edge, Tuple[Condition, ...]]]:
@@ -175,7 +182,7 @@ def _kind(op: Any) -> Optional[str]:
         return "training" if op.get_attr("is_training") else "stop"
     if op.type == "Mean" and _moments_of(op) is not None:
         return "training"
-    if op.type in _STOP_OPS:
+    if op.type in _STOP_OPS or op.type in _LAYER_OPS:
         return "stop"
     return None
 
@@ -220,19 +227,64 @@ def _statistic(walker: Walker, edge: Edge, conditions: Tuple[Condition, ...]) ->
         variance = walker.fetchable(Edge(edge.node, 2))
         values_edge, entry = _values(walker, walker.input(edge.node, 0))
         bessel = True
+        epsilon = float(_attr(op, "epsilon", DEFAULT_EPSILON))
+        channel_axis = 1 if _attr(op, "data_format", b"NHWC") in (b"NCHW", "NCHW") else -1
     else:
         mean_op, variance_op = _moments_of(op)  # type: ignore[misc]
         mean = walker.fetchable(Edge(Node(mean_op, frames), 0))
         variance = walker.fetchable(Edge(Node(variance_op, frames), 0))
         values_edge, entry = _values(walker, walker.input(Node(mean_op, frames), 0))
         bessel = False
+        epsilon = _added_constant(variance_op)
+        channel_axis = _kept_axis(mean_op)
     values = walker.fetchable(values_edge)
     if mean is None or variance is None or values is None:
         return ("its batch statistics (%s) are computed inside a cond branch that does not "
                 "return them, so no run can read them" % op.name)
     name = "/".join([if_op.name for if_op, _ in frames] + [op.name])
     return Statistic(name, mean, variance, values, bessel,
-                     tuple(dict.fromkeys(conditions + entry)))
+                     tuple(dict.fromkeys(conditions + entry)), epsilon, channel_axis)
+
+
+def _constant_value(tensor: Any) -> Any:
+    op = tensor.op
+    while op.type == "Identity" and op.inputs:
+        op = op.inputs[0].op
+    if op.type != "Const":
+        return None
+    from .. import backend
+
+    return backend.tensorflow().make_ndarray(op.get_attr("value"))
+
+
+def _added_constant(variance_op: Any) -> float:
+    """The epsilon tf.nn.batch_normalization adds to the batch variance (variance + epsilon,
+    before its rsqrt), through the ops that pass the variance on (Squeeze, Identity)."""
+    stack, seen = [variance_op], set()
+    while stack:
+        op = stack.pop()
+        if op in seen:
+            continue
+        seen.add(op)
+        for consumer in _consumers(op):
+            if consumer.type in ("Add", "AddV2"):
+                for tensor in consumer.inputs:
+                    value = _constant_value(tensor)
+                    if value is not None and np.size(value) == 1:
+                        return float(value)
+            elif consumer.type in ("Squeeze", "Identity", "Reshape"):
+                stack.append(consumer)
+    return DEFAULT_EPSILON
+
+
+def _kept_axis(mean_op: Any) -> int:
+    """The channel axis of tf.nn.moments: the one axis its Mean does not reduce."""
+    axes = _constant_value(mean_op.inputs[1]) if len(mean_op.inputs) > 1 else None
+    rank = mean_op.inputs[0].shape.ndims
+    if axes is None or rank is None:
+        return -1
+    kept = sorted(set(range(rank)) - {int(a) % rank for a in np.reshape(axes, -1)})
+    return kept[0] if len(kept) == 1 else -1
 
 
 def _values(walker: Walker, edge: Edge) -> Tuple[Edge, Tuple[Condition, ...]]:
@@ -281,10 +333,13 @@ def input_candidates(walker: Walker, layers: Sequence[Layer]) -> List[Any]:
 
 
 def switch_candidates(walker: Walker, layers: Sequence[Layer]) -> List[Any]:
-    """Boolean placeholders (with or without a default) the conds of the layers depend on."""
+    """Boolean placeholders (with or without a default) the conds of the layers, or their batch
+    statistics, depend on: a layer inside tf.cond(is_training, train_net, test_net) computes
+    its statistics only when the switch is True, with no cond between them and its updates."""
     predicates = [c.predicate for layer in layers for s in layer.statistics
                   for c in s.conditions if c.predicate is not None]
-    ops = ancestors([p.op for p in predicates], control=False)
+    ops = ancestors([p.op for p in predicates] + [t.op for t in statistic_tensors(layers)],
+                    control=False)
     return sorted((op.outputs[0] for op in ops
                    if op.type in ("Placeholder", "PlaceholderWithDefault")
                    and _tensor_dtype(op.outputs[0]) == "bool"), key=lambda t: t.name)
@@ -305,99 +360,6 @@ def resolve_tensor(graph: Any, name: Any, what: str) -> Any:
 
 def names(tensors: Sequence[Any]) -> str:
     return ", ".join(t.name for t in tensors) or "none"
-
-
-# --------------------------------------------------------------------------------- outputs
-
-def find_outputs(tf1: Any, walker: Walker, graph: Any, inputs: Sequence[Any],
-                 switches: Sequence[Any]) -> List[Any]:
-    """The model's outputs, for the inference/training gap: the float tensors computed from the
-    inputs that nothing else of the forward pass consumes (nothing at all, if there are such),
-    the deepest of them. The forward pass leaves out what depends on another
-    placeholder (labels, so losses and metrics), what tf.gradients and the optimizers build,
-    and ops that change variables (update ops)."""
-    operations = graph.get_operations()
-    given = {t.op for t in list(inputs) + list(switches)}
-    others = [op for op in operations if op.type == "Placeholder" and op not in given]
-    # What update ops compute, or read after they ran, is no output of the model either (but a
-    # layer output that waits for its in-place updates is: only reads count). A cond whose
-    # branches update variables (control flow v2) may return both: only the outputs its
-    # training branch reads from a variable are left out.
-    state = {op for op in operations if op.type in STATE_OPS
-             or op.type.startswith(("Apply", "ResourceApply"))}
-    read_after = [consumer for op in operations if op.type in IF_OPS
-                  and walker.branch_state_targets(op)
-                  for index in _variable_outputs(walker, op)
-                  for consumer in op.outputs[index].consumers()]
-    control: Dict[Any, List[Any]] = {}
-    for op in operations:
-        if op.type == "ReadVariableOp":
-            for source in op.control_inputs:
-                control.setdefault(source, []).append(op)
-    excluded = descendants(others) | descendants(list(state) + read_after, control) | {
-        op for op in operations if _GRADIENTS.search(op.name)}
-    forward: Set[Any] = set()
-    depth: Dict[Any, int] = {}
-    for op in _topological_from([t.op for t in inputs]):
-        if op in excluded or not _has_float_output(op):
-            continue
-        forward.add(op)
-        preceding = [depth[t.op] for t in op.inputs if t.op in depth]
-        depth[op] = 1 + max(preceding) if preceding else 0
-    sinks = []
-    for op in forward:
-        if op in given or not graph.is_fetchable(op):
-            continue
-        consumers = [c for t in op.outputs for c in t.consumers()]
-        if any(c in forward or c in state for c in consumers):
-            continue
-        sinks.append(op)
-    # Tensors nothing consumes are outputs; tensors only a loss consumes (it meets the labels
-    # further on) are outputs too, unless the model has outputs of the first kind: a loss may
-    # reshape the prediction's logits on its way.
-    unconsumed = [op for op in sinks if not any(t.consumers() for t in op.outputs)]
-    sinks = unconsumed or sinks
-    if not sinks:
-        return []
-    deepest = max(depth[op] for op in sinks)
-    return sorted((next(t for t in op.outputs if _tensor_dtype(t) in _FLOAT)
-                   for op in sinks if depth[op] == deepest), key=lambda t: t.name)
-
-
-def _has_float_output(op: Any) -> bool:
-    return any(_tensor_dtype(t) in _FLOAT for t in op.outputs)
-
-
-def _variable_outputs(walker: Walker, if_op: Any) -> List[int]:
-    """Outputs of an If op whose training (then) branch returns a variable's value."""
-    branch = walker.branch(if_op, "then_branch")
-    if branch is None:
-        return []
-    found = []
-    for index, tensor in enumerate(branch.outputs):
-        op = tensor.op
-        while op.type == "Identity" and op.inputs:
-            op = op.inputs[0].op
-        if op.type in VARIABLE_OPS or op.type in STATE_OPS:
-            found.append(index)
-    return found
-
-
-def _topological_from(roots: Sequence[Any]) -> List[Any]:
-    """The ops reachable from ``roots`` by data edges, each after all of its reachable inputs."""
-    reachable = descendants(roots)
-    pending = {op: sum(1 for t in op.inputs if t.op in reachable) for op in reachable}
-    ready = deque(op for op, count in pending.items() if count == 0)
-    order = []
-    while ready:
-        op = ready.popleft()
-        order.append(op)
-        for consumer in {c for t in op.outputs for c in t.consumers()}:
-            if consumer in pending:
-                pending[consumer] -= 1
-                if pending[consumer] == 0:
-                    ready.append(consumer)
-    return order
 
 
 def mutated_variables(walker: Walker, fetches: Sequence[Any],

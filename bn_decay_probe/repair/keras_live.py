@@ -3,8 +3,9 @@ PyTorch), or Keras 2 (tf_keras; tf.keras before TF 2.16) eagerly on TensorFlow.
 
 :func:`batch_norm_layers` lists the model's batch-norm layers with their paths (the names of
 the enclosing models and the layer's, as a saved model's config names them). A
-:class:`TrainingModePass` then runs the model with every batch-norm layer normalizing with the
-batch's statistics (training mode) and every other layer in inference mode (no dropout), and
+:class:`LayerInputPass` then runs the model with every other layer in inference mode (no
+dropout) and the batch-norm layers in training mode (normalizing with the batch's statistics:
+the repair's pass) or in inference mode (with their moving statistics: the repair's check), and
 returns each batch-norm layer's input mean, biased variance and values per channel, computed
 with ``keras.ops.moments`` (Keras 3) or ``tf.nn.moments`` (Keras 2) in float32. No variable
 changes: Keras 3 runs the pass in a ``StatelessScope`` (its updates are recorded, never
@@ -108,14 +109,6 @@ class Flavour:
             return without_gradients
         return function
 
-    def inference(self, model: Any, values: Any) -> Any:
-        """``model(values, training=False)``, eagerly (no gradient recorded)."""
-        if self.backend == "torch":
-            torch = importlib.import_module("torch")
-            with torch.no_grad():
-                return model(values, training=False)
-        return model(values, training=False)
-
 
 def flavour_of(model: Any) -> Flavour:
     """The Keras the model belongs to, checked to run eagerly (Keras 2 in a TF1 graph has its
@@ -196,26 +189,30 @@ def _rank(layer: Any) -> int:
     return int(spec.ndim)
 
 
-class TrainingModePass:
-    """The repair's pass, as a context manager: inside it, :meth:`run` takes one batch."""
+class LayerInputPass:
+    """The repair's pass (``training``: batch norm in training mode) or its check's (inference
+    mode), as a context manager: inside it, :meth:`run` takes one batch."""
 
-    def __init__(self, flavour: Flavour, model: Any, layers: Sequence[LiveLayer]) -> None:
+    def __init__(self, flavour: Flavour, model: Any, layers: Sequence[LiveLayer],
+                 training: bool = True) -> None:
         self.flavour, self.model, self.layers = flavour, model, list(layers)
+        self.training = training
         self._captured: Optional[List[Tuple[int, Any, Any, Any]]] = None
         self._order: List[int] = []  # the layer of each capture, as the pass calls them
         self.masked: Dict[int, bool] = {}  # layers called with a mask: not pooled
         self._saved: List[Tuple[Any, bool, Any]] = []
         self._compiled: Optional[Callable[[Any], Any]] = None
 
-    def __enter__(self) -> "TrainingModePass":
+    def __enter__(self) -> "LayerInputPass":
         try:
             for index, live in enumerate(self.layers):
                 layer = live.layer
                 self._saved.append((layer, layer.trainable, layer.momentum))
                 layer.call = self._wrapped(index, live, layer.call)
-                layer.trainable = True
-                if self.flavour.name == KERAS_2:
-                    layer.momentum = 1.0
+                if self.training:
+                    layer.trainable = True
+                    if self.flavour.name == KERAS_2:
+                        layer.momentum = 1.0
         except BaseException:
             self._restore()
             raise
@@ -237,7 +234,7 @@ class TrainingModePass:
         axes = [axis for axis in range(live.rank) if axis != live.axis]
 
         def batch_statistics(inputs: Any, *args: Any, **kwargs: Any) -> Any:
-            kwargs["training"] = True
+            kwargs["training"] = self.training
             if self._captured is not None:
                 if kwargs.get("mask") is not None:
                     self.masked[index] = True
@@ -260,15 +257,16 @@ class TrainingModePass:
                 [entry[3] for entry in captured])
 
     def run(self, values: Any) -> Tuple[Any, List[Tuple[int, np.ndarray, np.ndarray, int]]]:
-        """One batch: the model's outputs (batch norm in training mode), and per call of a
-        batch-norm layer (index in ``layers``, mean, variance, values per channel)."""
+        """One batch: the model's outputs, and per call of a batch-norm layer (index in
+        ``layers``, its input's mean, variance, values per channel)."""
         if self._compiled is None:
             self._compiled = self.flavour.compiled(self._forward, values)
         try:
             outputs, means, variances, sizes = self._compiled(values)
         except Exception as exc:  # the model's own error, on this data
-            raise ProbeConfigError("the model could not run in training mode on this batch: %s"
-                                   % _reason(exc)) from None
+            raise ProbeConfigError("the model could not run in %s mode on this batch: %s"
+                                   % ("training" if self.training else "inference",
+                                      _reason(exc))) from None
         numpy = self.flavour.numpy
         statistics = []
         for index, mean, variance, size in zip(self._order, means, variances, sizes):

@@ -6,8 +6,9 @@ Each batch runs once through the model with every batch-norm layer in training m
 other layer in inference mode (:class:`~.keras_live.TrainingModePass`); each layer's batch
 statistics are pooled in float64 as the TF1 repair pools them (:mod:`.pooled`: population mean
 and variance of every value of every batch), and assigned at the end, so a failure leaves the
-model as it was. The gap is measured on the first ``gap_batches`` batches run as one batch:
-inference mode (``model(x, training=False)``) before and after, against the pass's output."""
+model as it was. The check (:mod:`.check`, as the TF1 repair's) runs the checked batches in
+inference mode before and after the statistics are assigned, pooling each batch-norm layer's
+input, and compares the layer's statistics with them."""
 from __future__ import annotations
 
 import itertools
@@ -24,14 +25,15 @@ from ..checkpoints import sniff
 from ..checkpoints.keras_files import KerasModelFile, read_keras_file
 from ..errors import CheckpointError, DataError, ProbeConfigError, first_line
 from . import keras_writer
+from .check import normalization_error
 from .data import (DEFAULT_BATCH_SIZE, DataFile, InputSpec, check_batch_size, open_data,
-                   prepare_batch)
+                   prepare_batch, rereadable)
 from .images import ImageFolder, check_preprocess, load_preprocess, open_images
-from .keras_live import (Flavour, LiveLayer, TrainingModePass, batch_norm_layers, flavour_of,
+from .keras_live import (Flavour, LayerInputPass, LiveLayer, batch_norm_layers, flavour_of,
                          unchanged_on_error)
 from .pooled import PooledMoments
-from .result import REPAIRED, SKIPPED, LayerRepair, OutputGap, RepairResult, frozen_or_none
-from .runner import GapSums, add_gap
+from .result import REPAIRED, SKIPPED, Check, LayerRepair, RepairResult, frozen_or_none
+from .runner import ONE_SHOT_CHECK
 
 # What a Keras repair reads its layers' batch statistics with.
 PRODUCERS = {"Keras 3": "keras.ops.moments", "Keras 2": "tf.nn.moments"}
@@ -44,27 +46,37 @@ class KerasMeasured:
     before: Dict[int, Tuple[np.ndarray, np.ndarray]]
     pooled: Dict[int, PooledMoments]
     skipped: Dict[int, str]  # layer index -> why left as it was
-    gaps: Dict[str, GapSums]
     batches: int
     rows: int
     inputs: Tuple[str, ...]
+    # the check: each repaired layer's input in inference mode, with the statistics before and
+    # after (empty when not checked)
+    seen_before: Dict[int, PooledMoments]
+    seen_after: Dict[int, PooledMoments]
+    checking: bool = True  # False: the check was turned off
+    checked_batches: int = 0
+    checked_rows: int = 0
+    one_shot: bool = False  # the batches could be read once: the check kept its own
 
 
 def recalibrate_keras(model: Any, batches: Iterable[Any], layers: Optional[Sequence[str]] = None,
-                      gap_batches: int = 1, progress: bool = False) -> RepairResult:
+                      check_batches: Optional[int] = None, progress: bool = False
+                      ) -> RepairResult:
     """Recalibrates a live Keras model's batch-norm statistics from ``batches`` and assigns
     them to its layers (see :func:`bn_decay_probe.repair.recalibrate`)."""
     started = time.perf_counter()
     flavour = flavour_of(model)
-    measured = _measure(flavour, model, _stream(model, batches, None), layers, gap_batches,
-                        None, progress)
+    again = (lambda: _stream(model, batches, None)) if rereadable(batches) else None
+    measured = _measure(flavour, model, _stream(model, batches, None), again, layers,
+                        check_batches, None, progress)
     return _result("keras", None, None, flavour, measured, [], time.perf_counter() - started)
 
 
 def recalibrate_keras_file(path: str, batches: Any, out: Any,
                            layers: Optional[Sequence[str]] = None,
                            batch_size: Optional[int] = None, max_batches: Optional[int] = None,
-                           gap_batches: int = 1, overwrite: bool = False, progress: bool = False,
+                           check_batches: Optional[int] = None, overwrite: bool = False,
+                           progress: bool = False,
                            preprocess: Any = None) -> RepairResult:
     """Recalibrates a ``.keras`` or ``.h5`` model file and writes the repaired copy at ``out``
     (the same format); the input file is only read. ``batches``: a :class:`DataFile`, an
@@ -83,7 +95,9 @@ def recalibrate_keras_file(path: str, batches: Any, out: Any,
     _check_places(saved, batch_norm_layers(model))
     preprocess = preprocess if callable(preprocess) else load_preprocess(preprocess)
     stream, total = _file_batches(model, batches, batch_size, max_batches, preprocess)
-    measured = _measure(flavour, model, stream, layers, gap_batches, total, progress)
+    again = ((lambda: _file_batches(model, batches, batch_size, max_batches, preprocess)[0])
+             if isinstance(batches, (DataFile, ImageFolder)) or rereadable(batches) else None)
+    measured = _measure(flavour, model, stream, again, layers, check_batches, total, progress)
     replacements, recalibrated = _replacements(saved, measured)
     marker = {"bn_decay_probe": __version__, "layers": recalibrated,
               "batches": measured.batches, "rows": measured.rows, "variance": "population",
@@ -123,9 +137,9 @@ def keras_data(spec: Any) -> Any:
     return spec
 
 
-def no_tensor_names(inputs: Any, training: Any, outputs: Any, flags: Sequence[str]) -> None:
+def no_tensor_names(inputs: Any, training: Any, flags: Sequence[str]) -> None:
     """A Keras model is called on its batches: tensor names of a TF1 graph do not apply."""
-    given = [flag for flag, value in zip(flags, (inputs, training, outputs)) if value is not None]
+    given = [flag for flag, value in zip(flags, (inputs, training)) if value is not None]
     if given:
         raise ProbeConfigError("%s: tensor names of a TF1 graph do not apply to a Keras "
                                "model, which takes its batches as model(x): leave them out"
@@ -278,8 +292,9 @@ def _file_batches(model: Any, batches: Any, batch_size: Optional[int],
 # -------------------------------------------------------------------------------- the pass
 
 def _measure(flavour: Flavour, model: Any, stream: Iterator[Any],
-             names: Optional[Sequence[str]], gap_batches: int, total: Optional[int],
-             show: bool) -> KerasMeasured:
+             again: Optional[Callable[[], Iterator[Any]]], names: Optional[Sequence[str]],
+             check_batches: Optional[int], total: Optional[int], show: bool) -> KerasMeasured:
+    """``again``: the same batches read anew for the check (None: they can be read once)."""
     layers = batch_norm_layers(model)
     active = _chosen(layers, names)
     # Batch renormalization normalizes with corrected statistics in training mode, not the
@@ -292,37 +307,56 @@ def _measure(flavour: Flavour, model: Any, stream: Iterator[Any],
     before = {i: (flavour.numpy(live.layer.moving_mean).astype(np.float64).reshape(-1),
                   flavour.numpy(live.layer.moving_variance).astype(np.float64).reshape(-1))
               for i, live in enumerate(layers)}
-    kept = list(itertools.islice(stream, gap_batches))
-    gap_input = _together(kept)
-    outputs_before = flavour.inference(model, gap_input) if gap_input is not None else None
-    pooled = {i: PooledMoments(layers[i].channels) for i in active}
-    with TrainingModePass(flavour, model, chosen) as run:
-        outputs_train = run.run(gap_input)[0] if gap_input is not None else None
-        count, rows = _pool(run, itertools.chain(kept, stream), [pooled[i] for i in running],
-                            total, show)
+    kept: List[Any] = []
+    if check_batches != 0 and again is None:
+        kept = list(itertools.islice(stream, ONE_SHOT_CHECK if check_batches is None
+                                     else check_batches))
+
+    def checked() -> Iterator[Any]:
+        batches = kept if again is None else again()
+        return batches if check_batches is None else itertools.islice(batches, check_batches)
+
+    measured = KerasMeasured(layers, active, before, {}, skipped, 0, 0,
+                             tuple(spec.name for spec in input_specs(model)), {}, {},
+                             checking=check_batches != 0, one_shot=again is None)
+    if check_batches != 0:
+        measured.seen_before = _check(flavour, model, running, layers, checked(), measured)
+    measured.pooled = {i: PooledMoments(layers[i].channels) for i in active}
+    with LayerInputPass(flavour, model, chosen) as run:
+        measured.batches, measured.rows = _pool(
+            run, itertools.chain(kept, stream), [measured.pooled[i] for i in running], total,
+            show)
         skipped.update({running[position]: "called with a mask, which the repair does not pool"
                         for position in run.masked})
     skipped.update({i: "not run by the model's forward pass" for i in active
-                    if not pooled[i].count and i not in skipped})
+                    if not measured.pooled[i].count and i not in skipped})
     with unchanged_on_error(flavour, chosen):
         for i in active:
             if i not in skipped:
                 variables = (layers[i].layer.moving_mean, layers[i].layer.moving_variance)
-                for variable, value in zip(variables, (pooled[i].mean, pooled[i].variance)):
+                pooled = measured.pooled[i]
+                for variable, value in zip(variables, (pooled.mean, pooled.variance)):
                     variable.assign(value.astype(flavour.numpy(variable).dtype))
-        gaps: Dict[str, GapSums] = {}
-        if gap_input is not None:
-            after = flavour.inference(model, gap_input)
-            for name, train, old, new in zip(_output_names(model, outputs_before),
-                                              _flat(outputs_train), _flat(outputs_before),
-                                              _flat(after)):
-                add_gap(gaps.setdefault(name, GapSums(batches=len(kept))),
-                        flavour.numpy(train), flavour.numpy(old), flavour.numpy(new))
-    return KerasMeasured(layers, active, before, pooled, skipped, gaps, count, rows,
-                         tuple(spec.name for spec in input_specs(model)))
+        if check_batches != 0:
+            measured.seen_after = _check(flavour, model, running, layers, checked(), measured)
+    return measured
 
 
-def _pool(run: TrainingModePass, batches: Iterable[Any], pooled: List[PooledMoments],
+def _check(flavour: Flavour, model: Any, running: List[int], layers: List[LiveLayer],
+           batches: Iterable[Any], measured: KerasMeasured) -> Dict[int, PooledMoments]:
+    """Each batch in inference mode; each layer's input pooled (by index in ``layers``)."""
+    seen = {i: PooledMoments(layers[i].channels) for i in running}
+    count, rows = 0, 0
+    with LayerInputPass(flavour, model, [layers[i] for i in running], training=False) as run:
+        for batch in batches:
+            for position, mean, variance, values in run.run(batch)[1]:
+                seen[running[position]].add(values, mean, variance)
+            count, rows = count + 1, rows + _rows(batch)
+    measured.checked_batches, measured.checked_rows = count, rows
+    return seen
+
+
+def _pool(run: LayerInputPass, batches: Iterable[Any], pooled: List[PooledMoments],
           total: Optional[int], show: bool) -> Tuple[int, int]:
     """Every batch through the pass, each layer's statistics into its pool (``pooled`` in the
     pass's layer order); (batches, rows)."""
@@ -360,60 +394,46 @@ def _chosen(layers: List[LiveLayer], names: Optional[Sequence[str]]) -> List[int
     return chosen
 
 
-def _together(kept: List[Any]) -> Any:
-    """The kept batches as one batch (so that training mode normalizes with the statistics of
-    all of them)."""
-    if not kept:
-        return None
-    if len(kept) == 1:
-        return kept[0]
-    if isinstance(kept[0], dict):
-        return {key: np.concatenate([batch[key] for batch in kept]) for key in kept[0]}
-    if isinstance(kept[0], tuple):
-        return tuple(np.concatenate(arrays) for arrays in zip(*kept))
-    return np.concatenate(kept)
-
-
 def _rows(batch: Any) -> int:
     first = next(iter(batch.values())) if isinstance(batch, dict) else \
         batch[0] if isinstance(batch, tuple) else batch
     return int(np.shape(first)[0])
 
 
-def _flat(outputs: Any) -> List[Any]:
-    if isinstance(outputs, dict):
-        return [value for key in sorted(outputs) for value in _flat(outputs[key])]
-    if isinstance(outputs, (list, tuple)):
-        return [value for item in outputs for value in _flat(item)]
-    return [outputs]
-
-
-def _output_names(model: Any, outputs: Any) -> List[str]:
-    count = len(_flat(outputs))
-    names = list(getattr(model, "output_names", None) or ())
-    if isinstance(outputs, dict):
-        names = sorted(outputs)
-    return names if len(names) == count else ["output_%d" % i for i in range(count)]
-
-
 def _result(source: str, path: Optional[str], out: Optional[str], flavour: Flavour,
             measured: KerasMeasured, notes: List[str], seconds: float) -> RepairResult:
     layers = []
+    checked = measured.checking
     for index in measured.active:
         live = measured.layers[index]
         pooled = measured.pooled[index]
         mean, variance = measured.before[index]
         repaired = index not in measured.skipped
+        errors: Tuple[Optional[float], Optional[float]] = (None, None)
+        if checked and repaired:
+            epsilon = float(live.layer.epsilon)
+            errors = (normalization_error(mean, variance, measured.seen_before[index], epsilon),
+                      normalization_error(pooled.mean, pooled.variance,
+                                          measured.seen_after[index], epsilon))
         layers.append(LayerRepair(
             live.path, live.channels, REPAIRED if repaired else SKIPPED,
             measured.skipped.get(index), pooled.batches, pooled.count,
             (PRODUCERS[flavour.name],), False, frozen_or_none(mean), frozen_or_none(variance),
             frozen_or_none(pooled.mean if repaired else None),
-            frozen_or_none(pooled.variance if repaired else None)))
-    gaps = tuple(OutputGap.of(name, sums) for name, sums in measured.gaps.items())
-    if not gaps:
-        notes.append("gap_batches is 0: the inference/training gap was not measured")
+            frozen_or_none(pooled.variance if repaired else None), errors[0], errors[1]))
     notes.insert(0, "%s: batch norm in training mode, every other layer in inference mode"
                  % flavour.what)
+    check = None
+    if checked:
+        all_data = measured.checked_batches == measured.batches
+        check = Check(measured.checked_batches, measured.checked_rows, all_data)
+        if not all_data:
+            notes.append("the statistics were checked on the first %d of %d batch(es)%s"
+                         % (measured.checked_batches, measured.batches,
+                            " (the batches can be read only once: the check keeps those in "
+                            "memory)" if measured.one_shot else ""))
+    else:
+        notes.append("the statistics were not checked in inference mode: the check was "
+                     "turned off (0 batches)")
     return RepairResult(source, path, out, measured.inputs, (), measured.batches,
-                        measured.rows, tuple(layers), gaps, tuple(notes), round(seconds, 3))
+                        measured.rows, tuple(layers), check, tuple(notes), round(seconds, 3))

@@ -1,5 +1,5 @@
-"""Choosing what a repair runs: the layers, the input tensor(s), the training switch(es) and the
-outputs the gap is measured on -- given by the caller, or found in the graph when there is one
+"""Choosing what a repair runs: the layers (and which it leaves, kinds.py), the input tensor(s)
+and the training switch(es) -- given by the caller, or found in the graph when there is one
 obvious candidate. Ambiguity is an error that lists the candidates."""
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Any, List, Optional, Sequence
 
 from ..checkpoints.graphwalk import Walker, ancestors
 from ..errors import ProbeConfigError
-from . import discover
+from . import discover, kinds
 
 
 class _Auto:
-    """Find it in the graph (the default of inputs, training and outputs)."""
+    """Find it in the graph (the default of inputs and training)."""
 
     def __repr__(self) -> str:
         return "AUTO"
@@ -28,8 +28,8 @@ class Plan:
     layers: List[discover.Layer]  # every layer of the graph; .skipped says why one is not run
     inputs: List[Any]
     switches: List[Any]
-    outputs: List[Any]
     notes: List[str]
+    flags: Sequence[str] = ("inputs", "training")  # how the caller names inputs and training
 
     @property
     def active(self) -> List[discover.Layer]:
@@ -37,12 +37,13 @@ class Plan:
 
 
 def make_plan(tf1: Any, graph: Any, walker: Walker, inputs: Any = AUTO, training: Any = AUTO,
-              layers: Optional[Sequence[str]] = None, outputs: Any = AUTO,
-              flags: Sequence[str] = ("inputs", "training", "outputs")) -> Plan:
-    """``flags``: how the caller names inputs, training and outputs in errors (the CLI's
-    --input, --training, --output)."""
-    input_flag, training_flag, output_flag = flags
+              layers: Optional[Sequence[str]] = None,
+              flags: Sequence[str] = ("inputs", "training")) -> Plan:
+    """``flags``: how the caller names inputs and training in errors (the CLI's --input,
+    --training)."""
+    input_flag, training_flag = flags
     found = discover.find_layers(tf1, graph, walker)
+    kinds.classify(tf1, graph, found)
     _select(found, layers)
     active = [layer for layer in found if layer.skipped is None]
     if not active:
@@ -54,17 +55,9 @@ def make_plan(tf1: Any, graph: Any, walker: Walker, inputs: Any = AUTO, training
     switches = _switches(graph, walker, active, training, training_flag)
     if not switches:
         notes.append("no training switch: the graph runs its batch norm in training mode only "
-                     "(built with training=True), so the inference/training gap cannot be "
-                     "measured with it")
-    if outputs is AUTO:
-        chosen_outputs = discover.find_outputs(tf1, walker, graph, chosen_inputs, switches)
-        if not chosen_outputs:
-            notes.append("no model output found for the inference/training gap; name one with "
-                         "%s" % output_flag)
-    else:
-        chosen_outputs = [discover.resolve_tensor(graph, name, output_flag)
-                          for name in _as_list(outputs)]
-    return Plan(found, chosen_inputs, switches, chosen_outputs, notes)
+                     "(built with training=True), so the statistics cannot be checked in "
+                     "inference mode")
+    return Plan(found, chosen_inputs, switches, notes, tuple(flags))
 
 
 def _as_list(value: Any) -> List[Any]:

@@ -1,6 +1,6 @@
 """What a repair did, as plain immutable values (no live TF objects): per layer the statistics
-before and after and how much data they come from; per model output the gap between inference
-and training mode before and after."""
+before and after, how much data they come from, and the check (check.py): how far inference
+mode's normalization is from the layer's input, before and after."""
 from __future__ import annotations
 
 import math
@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from ..values import frozen_array, json_number, to_json_values
+from .check import mean, worst
 
 REPAIRED, SKIPPED = "repaired", "skipped"
 # Which variance is written: the population variance of every value seen (divide by the count),
@@ -31,6 +32,11 @@ class LayerRepair:
     variance_before: np.ndarray
     mean_after: Optional[np.ndarray]  # float64 pooled; the variable gets it in its own dtype
     variance_after: Optional[np.ndarray]
+    # the check (check.py): inference mode's normalization error with the statistics before /
+    # after, None when not checked
+    error_before: Optional[float] = None
+    error_after: Optional[float] = None
+    notes: Tuple[str, ...] = ()  # what else of the layer stays as it was, and why
 
     @property
     def repaired(self) -> bool:
@@ -46,60 +52,26 @@ class LayerRepair:
                 "mean_before": values(self.mean_before),
                 "variance_before": values(self.variance_before),
                 "mean_after": values(self.mean_after),
-                "variance_after": values(self.variance_after)}
+                "variance_after": values(self.variance_after),
+                "error_before": _number(self.error_before),
+                "error_after": _number(self.error_after), "notes": list(self.notes)}
+
+
+def _number(value: Optional[float]) -> Any:
+    return None if value is None else json_number(value)
 
 
 @dataclass(frozen=True)
-class OutputGap:
-    """How far inference-mode outputs are from training-mode outputs on the same rows: root
-    mean square of the difference, relative to the RMS of the training-mode output, and the
-    largest absolute difference; before and after the repair. The rows are the first batches
-    of the data, run as one batch (``together``; one by one for an input of fixed batch size),
-    so that training mode normalizes them with the statistics of all of them."""
+class Check:
+    """Which rows the check ran on in inference mode: every batch of the data (``all_data``),
+    or the first ``batches``."""
 
-    output: str
     batches: int
     rows: int
-    together: bool
-    values: int
-    rms_before: float
-    rms_after: float
-    relative_before: float
-    relative_after: float
-    max_before: float
-    max_after: float
-
-    @staticmethod
-    def of(output: str, sums: Any) -> "OutputGap":
-        """The gap of ``output`` from the repair's running sums (runner.GapSums)."""
-        count = max(sums.values, 1)
-        scale = np.sqrt(sums.square_train / count)
-        before = float(np.sqrt(sums.square_before / count))
-        after = float(np.sqrt(sums.square_after / count))
-
-        def relative(value: float) -> float:
-            return float(value / scale) if scale > 0 else (0.0 if value == 0 else math.inf)
-
-        return OutputGap(output, sums.batches, sums.rows, sums.runs == 1, sums.values, before,
-                         after, relative(before), relative(after), sums.max_before,
-                         sums.max_after)
-
-    @property
-    def ratio(self) -> float:
-        """after / before of the RMS gap (0 when the repair closed it, 1 when nothing changed)."""
-        if self.rms_before == 0:
-            return math.nan if self.rms_after == 0 else math.inf
-        return self.rms_after / self.rms_before
+    all_data: bool
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"output": self.output, "batches": self.batches, "rows": self.rows,
-                "together": self.together, "values": self.values,
-                "rms_before": json_number(self.rms_before),
-                "rms_after": json_number(self.rms_after),
-                "relative_before": json_number(self.relative_before),
-                "relative_after": json_number(self.relative_after),
-                "max_before": json_number(self.max_before),
-                "max_after": json_number(self.max_after), "ratio": json_number(self.ratio)}
+        return {"batches": self.batches, "rows": self.rows, "all_data": self.all_data}
 
 
 @dataclass(frozen=True)
@@ -113,7 +85,7 @@ class RepairResult:
     batches: int
     rows: int
     layers: Tuple[LayerRepair, ...]
-    gaps: Tuple[OutputGap, ...]
+    check: Optional[Check]  # None: not checked (the notes say why)
     notes: Tuple[str, ...]  # what was not done or not checked, and why
     seconds: float
     variance_convention: str = VARIANCE_CONVENTION
@@ -132,6 +104,16 @@ class RepairResult:
                 return layer
         raise KeyError(name)
 
+    def worst_error(self, after: bool) -> Tuple[Optional[str], float]:
+        """The recalibrated layer with the largest normalization error (NaN counts as the
+        largest) and that error, before or ``after`` the repair."""
+        return worst([(layer.name, layer.error_after if after else layer.error_before)
+                      for layer in self.repaired if layer.error_before is not None])
+
+    def mean_error(self, after: bool) -> float:
+        return mean([layer.error_after if after else layer.error_before
+                     for layer in self.repaired if layer.error_before is not None])
+
     @property
     def verdict(self) -> str:
         """One line: what was recalibrated, and everything that was not done or checked."""
@@ -141,22 +123,38 @@ class RepairResult:
             len(self.repaired), len(self.layers), self.batches, self.rows, where)
         if self.skipped:
             text += "; %d layer(s) left as they were (see below)" % len(self.skipped)
-        if self.gaps:
-            text += "; inference/training gap %s" % ", ".join(
-                "%s %.3g -> %.3g (x%.3g)" % (g.output, g.relative_before, g.relative_after,
-                                             g.ratio) for g in self.gaps)
+        if self.check is not None:
+            text += "; statistics error in inference mode: worst %s -> %s, mean %s -> %s" % (
+                error_text(self.worst_error(False)[1]), error_text(self.worst_error(True)[1]),
+                error_text(self.mean_error(False)), error_text(self.mean_error(True)))
         else:
-            text += "; inference/training gap not measured (see notes)"
+            text += "; statistics not checked (see notes)"
         return text
 
     def to_dict(self) -> Dict[str, Any]:
+        worst_before, worst_after = self.worst_error(False), self.worst_error(True)
+        check = None if self.check is None else dict(
+            self.check.to_dict(), worst_before=_number(worst_before[1]),
+            worst_layer_before=worst_before[0], worst_after=_number(worst_after[1]),
+            worst_layer_after=worst_after[0], mean_before=_number(self.mean_error(False)),
+            mean_after=_number(self.mean_error(True)))
         return {"source": self.source, "checkpoint": self.checkpoint, "out": self.out,
                 "inputs": list(self.inputs), "switches": list(self.switches),
                 "batches": self.batches, "rows": self.rows,
                 "variance_convention": self.variance_convention,
-                "layers": [layer.to_dict() for layer in self.layers],
-                "gaps": [gap.to_dict() for gap in self.gaps], "notes": list(self.notes),
-                "seconds": self.seconds, "verdict": self.verdict}
+                "layers": [layer.to_dict() for layer in self.layers], "check": check,
+                "notes": list(self.notes), "seconds": self.seconds, "verdict": self.verdict}
+
+
+def error_text(value: Optional[float]) -> str:
+    """An error as printed: 3 significant digits; NaN as NaN, inf as inf."""
+    if value is None:
+        return "-"
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "inf"
+    return "%.3g" % value
 
 
 def frozen_or_none(values: Optional[np.ndarray]) -> Optional[np.ndarray]:

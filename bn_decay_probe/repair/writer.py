@@ -2,31 +2,38 @@
 
 - the input checkpoint is never written: ``out`` may not name it, and its files are only read;
 - the copy is written under a temporary prefix beside ``out`` and renamed into place only once
-  it is complete and checked (the .index last, since readers look for it);
+  it is complete and checked (the .index last, since readers look for it), with Ctrl-C held
+  back while the files move, so that an interrupted repair leaves nothing at ``out``;
+- a ``checkpoint`` state file beside the copy names it (tf.train.latest_checkpoint finds it),
+  unless the directory already has one naming other checkpoints, which is left alone;
 - every tensor of the input checkpoint is copied from the input file as read, not from a session,
   so every tensor but the replaced moving statistics is bit-identical -- and the copy is read
   back and compared before it is renamed.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
+import threading
 import uuid
-from typing import Any, Mapping
+from typing import Any, Iterator, List, Mapping, Optional
 
 import numpy as np
 
-from ..checkpoints.paths import checkpoint_files
+from ..checkpoints.paths import STATE_FILE, checkpoint_files
 from ..checkpoints.reader import MARKER_KEY, open_reader
 from ..errors import CheckpointError, first_line
 
 
 def write_copy(tf1: Any, source: str, out: str, replacements: Mapping[str, np.ndarray],
-               marker: Mapping[str, Any], overwrite: bool = False) -> None:
+               marker: Mapping[str, Any], overwrite: bool = False) -> Optional[str]:
     """Writes ``source``'s tensors to ``out`` with ``replacements`` (checkpoint key -> value, in
     the key's dtype and shape) instead of the stored values, plus the marker and a copy of the
-    .meta; checks the copy, then renames it into place."""
+    .meta; checks the copy, then renames it into place and names it in the directory's
+    ``checkpoint`` file. -> a note when that file was left as it was."""
     reader = open_reader(tf1, source)
     dtypes = reader.get_variable_to_dtype_map()
     missing = sorted(set(replacements) - set(dtypes))
@@ -41,10 +48,57 @@ def write_copy(tf1: Any, source: str, out: str, replacements: Mapping[str, np.nd
         _save(tf1, temporary, tensors, dtypes)
         shutil.copyfile(source + ".meta", temporary + ".meta")
         _verify(tf1, reader, temporary, replacements, source)
-        _rename(temporary, out, overwrite)
+        with _interrupt_held():
+            _rename(temporary, out, overwrite)
+            return _name_in_state_file(out)
     finally:
         for leftover in checkpoint_files(temporary):
             os.remove(leftover)
+
+
+@contextlib.contextmanager
+def _interrupt_held() -> Iterator[None]:
+    """Ctrl-C (SIGINT) during the block is held back and raised as KeyboardInterrupt once the
+    block is done, so that the files it moves are all moved. Outside the main thread (where
+    signal handlers cannot be set) the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: List[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+def _name_in_state_file(out: str) -> Optional[str]:
+    """Names ``out`` in its directory's ``checkpoint`` file (as tf.train.Saver does), written
+    whole through a temporary file; a state file naming other checkpoints is left alone."""
+    directory, name = os.path.split(os.path.abspath(out))
+    state = os.path.join(directory, STATE_FILE)
+    line = "model_checkpoint_path: %s" % json.dumps(name)
+    if os.path.exists(state):
+        try:
+            with open(state) as handle:
+                lines = handle.read().splitlines()
+        except (OSError, UnicodeDecodeError):
+            lines = []
+        if line not in lines:
+            return ("%s names other checkpoints and was left as it was: give the repaired "
+                    "copy's prefix %s, not its directory, to read it" % (state, out))
+        return None
+    temporary = "%s.tmp-%s" % (state, uuid.uuid4().hex[:12])
+    try:
+        with open(temporary, "w") as handle:
+            handle.write("%s\nall_model_checkpoint_paths: %s\n" % (line, json.dumps(name)))
+        os.replace(temporary, state)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return None
 
 
 def _save(tf1: Any, prefix: str, tensors: Mapping[str, Any], dtypes: Mapping[str, Any]) -> None:

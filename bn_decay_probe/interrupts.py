@@ -1,0 +1,38 @@
+"""Ctrl-C in a command-line process before cli.main can answer it.
+
+Importing the package (numpy, the modules) takes a few tenths of a second; Ctrl-C then would
+print Python's traceback, or, landing inside an extension module's import, turn into an
+ImportError. While the package loads in a command-line process (bn-decay-probe,
+run_experiment.py, python -m bn_decay_probe), SIGINT ends the process at once with the command
+line's one line and status 130: nothing has been written yet. cli.main then gives Python's own
+handler back, and turns the KeyboardInterrupt it raises into the same line, after the writes in
+progress have cleaned up. Library imports (a notebook, a test) keep Python's handler.
+"""
+import os
+import signal
+import sys
+
+from .errors import EXIT_INTERRUPTED
+
+_COMMANDS = ("bn-decay-probe", "run_experiment")
+_held = []  # the handler replaced while loading, if any
+
+
+def while_loading() -> None:
+    """In a command-line process whose SIGINT is Python's default handler: exit at once."""
+    name = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if not (name.startswith(_COMMANDS) or (sys.argv and sys.argv[0] == "-m")):
+        return
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        _held.append(signal.signal(signal.SIGINT, _exit))
+
+
+def _exit(number: int, frame: object) -> None:
+    os.write(2, b"bn-decay-probe: interrupted\n")
+    os._exit(EXIT_INTERRUPTED)
+
+
+def loaded() -> None:
+    """Python's handler back (KeyboardInterrupt), once cli.main can answer it."""
+    while _held:
+        signal.signal(signal.SIGINT, _held.pop())
