@@ -32,7 +32,8 @@ import numpy as np
 
 from common import ROOT, machine, median, peak_rss_mib, python, write_batches
 
-TARGET_TIME = 1.3  # repair / bare calls
+TARGET_TIME = 1.3  # repair without its check / bare calls
+TARGET_CHECKED = 3 * TARGET_TIME  # with the check: two more inference-mode passes
 TARGET_MEMORY = 1.10  # largest / smallest peak RSS over the numbers of batches
 TARGET_DOCTOR = 5.0  # seconds
 
@@ -248,10 +249,12 @@ def main():
         for name, value in medians.items():
             print("  %-22s %6.2f s (%.3f s per batch)" % (name, value, value / args.batches))
         for name in ("bare eager", "bare compiled"):
-            if name in medians:
-                ratio = medians["repair"] / medians[name]
-                results.append("repair <= %.1fx %s calls %s (%.2fx)" % (
-                    TARGET_TIME, name, "met" if ratio <= TARGET_TIME else "MISSED", ratio))
+            for repair, target in (("repair, check_batches=0", TARGET_TIME),
+                                   ("repair", TARGET_CHECKED)):
+                if name in medians:
+                    ratio = medians[repair] / medians[name]
+                    results.append("%s <= %.1fx %s calls %s (%.2fx)" % (
+                        repair, target, name, "met" if ratio <= target else "MISSED", ratio))
     with tempfile.TemporaryDirectory(prefix="bench_keras_") as directory:
         if args.only in (None, "memory"):
             print("\npeak RSS of `bn-decay-probe repair` on a .keras (median of %d processes):"

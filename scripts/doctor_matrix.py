@@ -8,6 +8,7 @@ the verdict the case calls for next to the one measured. Not run in CI (slim inc
 Keras ResNet50 take minutes); the CI-sized models are tested in tests/test_doctor_real.py.
 ``--cases``: the same for the cases users hit (tests/pattern_models.py; tested in
 tests/test_doctor_cases.py). Exit status 1 when a verdict is wrong."""
+import dataclasses
 import os
 import sys
 import tempfile
@@ -49,7 +50,14 @@ def verdict(diagnosis):
     return ", ".join("%s x%d" % item for item in sorted(counts.items()))
 
 
-def right(expected, diagnosis, layers):
+def right(expected, diagnosis, layers, partly=False):
+    """``partly``: PARTLY_CONVERGED is right too (a --decay the few steps trained cannot
+    reach), beside what the case calls for."""
+    if partly and any(f.code == "PARTLY_CONVERGED" for f in diagnosis.findings):
+        rest = [f for f in diagnosis.findings if f.code != "PARTLY_CONVERGED"]
+        if expected == "clean":
+            return not rest
+        diagnosis = dataclasses.replace(diagnosis, findings=tuple(rest))
     if expected in ("clean", "incomplete"):
         return diagnosis.status == expected
     # "A or B": any of them; "A (+B)": A, and B may be there too.
@@ -152,7 +160,7 @@ def cases():
     for label, make, expected in _cases(cache, root):
         prefix = make()
         results = [diagnose_checkpoint(prefix), diagnose_checkpoint(prefix, decay=0.999)]
-        ok = all(right(expected, d, 1) for d in results)
+        ok = right(expected, results[0], 1) and right(expected, results[1], 1, partly=True)
         wrong += not ok
         print("| %s | %d | %s | %s | %s |" % (label, len(results[0].layers), verdict(results[0]),
                                              verdict(results[1]), "yes" if ok else "**NO**"))

@@ -243,9 +243,10 @@ BAD_INPUTS = [
        "unrecognized arguments: --decya 0.5; --decya: did you mean --decay or --decays? (see "
        "--help)"),
     sh("command", "docter x",
-       "unknown command 'docter'; did you mean doctor? (commands: doctor, repair; the probe "
+       "unknown command 'docter'; did you mean doctor? (commands: doctor, repair, port; the probe "
        "itself takes options only) (see --help)"),
 ]
+
 
 def python_outcome(code):
     """[exception class, message] of evaluating ``code``, or ["no error", ""]."""

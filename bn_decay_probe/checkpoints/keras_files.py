@@ -113,7 +113,8 @@ def read_keras_file(path: str) -> KerasModelFile:
         else:
             with h5py.File(path, "r") as handle:
                 result = _read_h5(path, kind.kind, handle)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+    # h5py raises RuntimeError too, for a damaged B-tree or link (a flipped bit).
+    except (OSError, ValueError, KeyError, RuntimeError, zipfile.BadZipFile) as exc:
         if isinstance(exc, CheckpointError):
             raise
         raise CheckpointError("%s is a damaged Keras file (%s)" % (path, first_line(exc))) \

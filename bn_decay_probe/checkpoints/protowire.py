@@ -71,5 +71,3 @@ def leading_fields(data: bytes, limit: int = 32) -> Optional[List[Field]]:
         if not found:
             return None
     return found
-
-

@@ -220,8 +220,9 @@ def _several_train_steps(layer: LayerFacts, trained: Sequence[LayerFacts]
     return Finding(
         layer.name, code, ERROR,
         "moving statistics at their initial 0 and 1 (or NaN), and the graph has %d train steps "
-        "(%s) without showing which one ran: %s" % (len(steps), ", ".join(steps),
-           "; ".join("with %s, %s" % (step, f.explanation) for step, f in causes)),
+        "(%s) without showing which one ran: %s" % (
+            len(steps), ", ".join(steps),
+            "; ".join("with %s, %s" % (step, f.explanation) for step, f in causes)),
         "; ".join("if you run %s: %s" % (step, f.fix) for step, f in causes),
         "; ".join(f.detail for _, f in causes if f.detail))
 

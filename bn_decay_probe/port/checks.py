@@ -213,8 +213,8 @@ def _momentum_finding(source: BatchNormRecord, target: BatchNormRecord,
     if abs(target.decay - decay) <= DECAY_TOLERANCE:  # type: ignore[operator]
         return None
     expected = 1.0 - decay if target.convention == ONE_MINUS_DECAY else decay
-    detail = "source decay %.6g: expected momentum %.4g, got %.6g" % (decay, expected,
-                                                                    target.momentum)
+    detail = "source decay %.6g: expected momentum %.4g, got %.6g" % (
+        decay, expected, target.momentum)
     if "momentum" in target.defaults:
         detail += " (the format's default: the file stores no momentum)"
     if target.convention == ONE_MINUS_DECAY and abs(target.momentum - decay) <= DECAY_TOLERANCE:

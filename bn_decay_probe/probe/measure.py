@@ -12,7 +12,7 @@ import dataclasses
 import os
 import sys
 import warnings
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -132,6 +132,25 @@ class StoppedChanging:
             np.array_equal(a, b) for a, b in zip(self.unchanged, current))
         self.unchanged = current
         return same
+
+
+def steps_to_converge(step: Callable[[], np.ndarray], test: Callable[[], np.ndarray],
+                      read: Any, tol: float, max_steps: int) -> Tuple[Optional[int], int, str]:
+    """Runs train ``step()`` after step until the gap between ``test()`` and the step's output
+    is within ``tol``: (that step or None, steps run, why it stopped otherwise). Stops early when
+    a step leaves every variable (``read()``) bit-identical: the same state and input give the
+    same outputs forever, so the gap can no longer shrink (update ops that never run, decay 1,
+    or float32 updates too small to change the value)."""
+    watch = StoppedChanging(read)
+    ran = 0
+    for ran in range(1, max_steps + 1):
+        output = step()
+        gap_now = gap(test(), output)
+        if gap_now <= tol:
+            return ran, ran, ""
+        if watch.after(gap_now):
+            return None, ran, "the variables stopped changing after step %d" % (ran - 1)
+    return None, ran, "limit reached"
 
 
 def variable_infos(variables: Dict[str, Any]) -> Tuple[VariableInfo, ...]:

@@ -166,21 +166,13 @@ class EagerEngine(Engine):
         """Train steps until max |test - train| <= tol, or until a step leaves every variable
         bit-identical (then the gap can no longer shrink), as session.converge."""
         measure.require_one_input(config)
-        stopped, measured, step = "limit reached", None, 0
         with self._opened(config) as (_, layers, _placement):
             x, train, test = layers.inputs, layers.train_layer, layers.test_layer
-            watch = measure.StoppedChanging(lambda: train.state().values())
-            for step in range(1, max_steps + 1):
-                output = train.train(x)
-                gap = measure.gap(test.test(x), output)
-                if gap <= tol:
-                    measured = step
-                    break
-                if watch.after(gap):
-                    stopped = "the variables stopped changing after step %d" % (step - 1)
-                    break
+            measured, step, stopped = measure.steps_to_converge(
+                lambda: train.train(x), lambda: test.test(x), lambda: train.state().values(),
+                tol, max_steps)
             epsilon = float(train.epsilon)
         predicted = theory.predicted_steps_to_converge(
             config.inputs, config.decay, self.framework.unbiased, epsilon, tol,
             average=self.framework.average)
-        return Convergence(tol, measured, predicted, step, "" if measured else stopped)
+        return Convergence(tol, measured, predicted, step, stopped)

@@ -8,7 +8,7 @@ of the train output, or the moving statistics stop changing.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Tuple
 
 import numpy as np
 
@@ -119,29 +119,14 @@ def run(config: ProbeConfig) -> ProbeResult:
 
 
 def converge(config: ProbeConfig, tol: float, max_steps: int) -> Convergence:
-    """Trains (one input) until max |test - train| <= tol, measured after every step.
-
-    Stops early when a step leaves every variable bit-identical: the same state and input give
-    the same outputs forever, so the gap can no longer shrink (update ops that never run, decay
-    1, or float32 updates too small to change the value).
-    """
+    """Trains (one input) until max |test - train| <= tol, measured after every step, or until
+    a step leaves every variable bit-identical (measure.steps_to_converge)."""
     measure.require_one_input(config)
     with opened(config) as s:
-        stopped = "limit reached"
-        measured: Optional[int] = None
-        watch = measure.StoppedChanging(s.read)
-        step = 0
-        for step in range(1, max_steps + 1):
-            train_output = s.step()
-            gap = measure.gap(s.test(), train_output)
-            if gap <= tol:
-                measured = step
-                break
-            if watch.after(gap):
-                stopped = "the variables stopped changing after step %d" % (step - 1)
-                break
+        measured, step, stopped = measure.steps_to_converge(s.step, s.test, s.read, tol,
+                                                            max_steps)
         fused = s.built.fused["train"]
         epsilon = s.built.epsilon["train"]
     predicted = theory.predicted_steps_to_converge(config.inputs, config.decay, fused, epsilon,
                                                    tol, config.zero_debias)
-    return Convergence(tol, measured, predicted, step, "" if measured else stopped)
+    return Convergence(tol, measured, predicted, step, stopped)
