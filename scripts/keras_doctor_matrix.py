@@ -48,7 +48,7 @@ def main(argv):
     models = ["tiny"] + (list(keras_models.APPLICATIONS) if "--applications" in argv else [])
     cache = keras_models.Cache(tempfile.mkdtemp(prefix="keras_doctor_matrix_"))
     print("| model | framework | format | %s |" % " | ".join(keras_models.CASES))
-    print("|---|---|---|%s" % "---|" * len(keras_models.CASES))
+    print("|---|---|---|%s" % ("---|" * len(keras_models.CASES)))
     wrong = 0
     with backend.quiet():
         for model in models:

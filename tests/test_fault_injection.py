@@ -188,8 +188,11 @@ def test_ctrl_c(real_model, tmp_path, command, when):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (root, os.environ.get("PYTHONPATH")) if p))
     before = sorted(os.listdir(str(tmp_path)))
+    # As from a terminal: a job a script starts in the background (CI's `make test &`) inherits
+    # SIGINT ignored, and Python then leaves it ignored.
     process = subprocess.Popen([script] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               universal_newlines=True, env=env, cwd=root)
+                               universal_newlines=True, env=env, cwd=root,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # While importing: once numpy's extension is mapped, bn_decay_probe is loading. During
     # TensorFlow's work: a while after TensorFlow's libraries are mapped.
     names = ("_multiarray_umath",) if when == "while importing" else (
