@@ -3,7 +3,7 @@ backend, or Keras 2 eagerly), assigning in place, and :func:`recalibrate_keras_f
 ``.keras`` or legacy ``.h5`` model file, writing a repaired copy.
 
 Each batch runs once through the model with every batch-norm layer in training mode and every
-other layer in inference mode (:class:`~.keras_live.TrainingModePass`); each layer's batch
+other layer in inference mode (:class:`~.keras_live.LayerInputPass`); each layer's batch
 statistics are pooled in float64 as the TF1 repair pools them (:mod:`.pooled`: population mean
 and variance of every value of every batch), and assigned at the end, so a failure leaves the
 model as it was. The check (:mod:`.check`, as the TF1 repair's) runs the checked batches in
