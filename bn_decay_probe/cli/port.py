@@ -27,10 +27,11 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
         "input, 3 when no finding but something could not be checked (the output says what)."))
     parser.add_argument("source", metavar="SOURCE",
                         help="the original: a TF checkpoint (prefix, one of its files, or a "
-                             "directory), a .pt/.pth/.bin state dict, .safetensors or .onnx")
+                             "directory), a Keras .keras/.h5/.weights.h5 file or a SavedModel; "
+                             "also a .pt/.pth/.bin state dict, .safetensors or .onnx")
     parser.add_argument("target", metavar="TARGET",
-                        help="the port: a .pt/.pth/.bin state dict, .safetensors, .onnx, or a "
-                             "TF checkpoint")
+                        help="the port: a .pt/.pth/.bin state dict, .safetensors, .onnx, a Keras "
+                             ".keras/.h5/.weights.h5 file, or a TF checkpoint")
     parser.add_argument("--map", metavar="FILE",
                         help="name pairs, source then target, where names and network order "
                              "leave doubt: JSON {\"source\": \"target\"} or two names a line "
