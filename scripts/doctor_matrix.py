@@ -69,8 +69,8 @@ def right(expected, diagnosis, layers, partly=False):
     return wanted and codes <= allowed and len(flagged) >= layers
 
 
-def main(models):
-    cache = real_models.Cache(tempfile.mkdtemp(prefix="doctor_matrix_"))
+def main(models, root):
+    cache = real_models.Cache(root)
     versions = backend.versions()
     print("TensorFlow %s (%s backend), Python %s\n" % (versions["tensorflow"], versions["backend"],
                                                        versions["python"]))
@@ -148,8 +148,7 @@ def _cases(cache, root):
                    "NEVER_UPDATED" if forgot else "clean")
 
 
-def cases():
-    root = tempfile.mkdtemp(prefix="doctor_cases_")
+def cases(root):
     cache = real_models.Cache(os.path.join(root, "real"))
     versions = backend.versions()
     print("TensorFlow %s (%s backend), Python %s\n" % (versions["tensorflow"], versions["backend"],
@@ -169,6 +168,10 @@ def cases():
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--cases"]:
-        sys.exit(cases())
-    sys.exit(main(sys.argv[1:] or list(real_models.MODELS)))
+    # The trained models take ~1 GB: removed when the table is printed.
+    with tempfile.TemporaryDirectory(prefix="doctor_matrix_") as scratch:
+        if sys.argv[1:] == ["--cases"]:
+            status = cases(scratch)
+        else:
+            status = main(sys.argv[1:] or list(real_models.MODELS), scratch)
+    sys.exit(status)

@@ -43,10 +43,10 @@ def cell(saved, fmt):
     return (text if right else "%s (WRONG)" % text), right
 
 
-def main(argv):
+def main(argv, root):
     backend.silence_native_logs()
     models = ["tiny"] + (list(keras_models.APPLICATIONS) if "--applications" in argv else [])
-    cache = keras_models.Cache(tempfile.mkdtemp(prefix="keras_doctor_matrix_"))
+    cache = keras_models.Cache(root)
     print("| model | framework | format | %s |" % " | ".join(keras_models.CASES))
     print("|---|---|---|%s" % ("---|" * len(keras_models.CASES)))
     wrong = 0
@@ -65,4 +65,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # The saved models take ~1 GB: removed when the table is printed.
+    with tempfile.TemporaryDirectory(prefix="keras_doctor_matrix_") as scratch:
+        status = main(sys.argv[1:], scratch)
+    sys.exit(status)

@@ -34,7 +34,6 @@ Importing this module does not import TensorFlow.
 """
 import copy
 import os
-import tempfile
 import types
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
@@ -100,8 +99,8 @@ def train(model: str, case: str, directory: str) -> Trained:
 class Cache:
     """train() once per (model, case) for the life of this object (a pytest session)."""
 
-    def __init__(self, root: Optional[str] = None) -> None:
-        self.root = root or tempfile.mkdtemp(prefix="real_models_")
+    def __init__(self, root: str) -> None:
+        self.root = root
         self._done: Dict[Tuple[str, str], Trained] = {}
 
     def __call__(self, model: str, case: str) -> Trained:
