@@ -39,6 +39,13 @@ def flat(text):
     return " ".join(text.split())
 
 
+def too_wide(text, width=100):
+    """The lines of ``text`` wider than ``width``, but for a line that is one word (a file path
+    under a long temporary directory): reports break lines at spaces and never cut a name."""
+    return [line for line in text.splitlines()
+            if len(line) > width and len(line.split()) > 1]
+
+
 def channel_inputs(shape, seed=7):
     """uniform(0, 255) scaled and shifted per channel, so every channel has its own mean and
     variance and a statistic taken across channels cannot pass for a per-channel one."""

@@ -19,7 +19,7 @@ from bn_decay_probe.doctor import (BAD_VARIANCE, KERAS_UPDATES_NOT_COLLECTED,
                                    MISSING_UPDATE_DEPENDENCY, NEVER_UPDATED, PARTLY_CONVERGED,
                                    TRAINED_IN_INFERENCE_MODE, UNSHARED_BRANCHES,
                                    diagnose_checkpoint, diagnose_graph)
-from conftest import backend_name, doctor_cli
+from conftest import backend_name, doctor_cli, flat, too_wide
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 X = np.random.RandomState(0).normal(2.0, 3.0, (8, 6, 6, 3)).astype(np.float32)
@@ -733,15 +733,15 @@ def test_render_groups_findings_under_the_verdict(contrib_never):
     text = doctor.render_diagnosis(diagnose_checkpoint(contrib_never, decay=0.9))
     lines = text.splitlines()
     assert lines[0] == "FINDINGS: 2 finding(s) in 2 batch-norm layer(s): NEVER_UPDATED x2"
-    # The context parts, wrapped where a part would pass 100 columns.
-    context = " | ".join(line.strip() for line in lines[1:lines.index("")]).split(" | ")
-    assert context == ["checkpoint %s (with its .meta graph)" % contrib_never,
-                       "steps 30 (from global_step)", "decay 0.9 given", "threshold 0.05"]
+    # The context parts in order, on lines of 100 columns ("|" between two on one line).
+    context = flat("\n".join(lines[1:lines.index("")])).replace(" | ", " ")
+    assert context == flat("checkpoint %s (with its .meta graph) steps 30 (from global_step) "
+                           "decay 0.9 given threshold 0.05" % contrib_never)
     assert "NEVER_UPDATED (error), 2 layer(s): all" in lines
     assert text.count("fix: ") == 1 and text.count("moving_mean is all 0") == 1  # one group
     # From the .meta graph: its train step (minimize()'s op) does not run the update ops.
     assert "the train step does not run the update ops" in " ".join(text.split())
-    assert max(len(line) for line in lines) <= 100
+    assert too_wide(text) == []
 
 
 def test_verbose_adds_the_per_layer_table(contrib_never):

@@ -11,7 +11,7 @@ import pytest
 
 from bn_decay_probe.doctor import (NEVER_UPDATED, PARTLY_CONVERGED, TRAINED_IN_INFERENCE_MODE,
                                    UNSHARED_BRANCHES, diagnose_checkpoint, render_diagnosis)
-from conftest import doctor_cli
+from conftest import doctor_cli, too_wide
 from real_models import CASES, CI_MODELS
 from test_terminal_width import on_a_terminal
 
@@ -119,9 +119,9 @@ def test_grouped_output_of_a_real_model(real_model, model):
         count, count, count)
     assert "NEVER_UPDATED (error), %d layer(s): all" % count in lines
     assert text.count("fix: ") == 1  # one explanation and one fix for the whole group
-    assert len(lines) < 15 and max(len(line) for line in lines) <= 100
+    assert len(lines) < 15 and too_wide(text) == []
     verbose = render_diagnosis(diagnosed(trained.saver_prefix, None), verbose=True).splitlines()
-    assert len(verbose) > count and max(len(line) for line in verbose) <= 100
+    assert len(verbose) > count and too_wide("\n".join(verbose)) == []
 
 
 def test_cli_on_real_checkpoints(real_model, tmp_path):
@@ -130,7 +130,7 @@ def test_cli_on_real_checkpoints(real_model, tmp_path):
     assert (out.returncode, out.stderr) == (1, "")
     assert out.stdout.splitlines()[0] == ("FINDINGS: 52 finding(s) in 52 batch-norm layer(s): "
                                           "PARTLY_CONVERGED x52")
-    assert max(len(line) for line in out.stdout.splitlines()) <= 100
+    assert too_wide(out.stdout) == []
     document = json.loads((tmp_path / "d.json").read_text())
     assert len(document["layers"]) == 52 and len(document["findings"]) == 52
     assert document["layers"][0]["decay_source"] == "graph"

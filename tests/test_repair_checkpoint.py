@@ -17,6 +17,7 @@ from bn_decay_probe.repair import writer
 from bn_decay_probe.checkpoints.reader import MARKER_KEY
 from bn_decay_probe.repair import recalibrate_checkpoint
 from checkpoint_files import digest, tensors
+from conftest import too_wide
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (6, 6, 3)
@@ -275,7 +276,7 @@ def test_cli_writes_the_copy_and_reports(model, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     lines = done.stdout.splitlines()
-    assert max(map(len, lines)) <= 100  # not a terminal: 100 columns, long lines wrapped
+    assert too_wide(done.stdout) == []  # not a terminal: 100 columns, long lines wrapped
     head = " ".join(line.strip() for line in lines[:lines.index("")])
     assert head.startswith("checkpoint %s -> %s | input x:0 | switch is_training:0 | 3 batch(es), "
                            "29 row(s) done: recalibrated 2 of 2 batch-norm layer(s) from 3 "
