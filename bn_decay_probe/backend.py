@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterator, Tuple
 
 import numpy as np
 
-from . import imports
+from . import imports, interrupts
 from ._version import __version__
 from .errors import BackendUnavailableError, ProbeConfigError
 
@@ -122,7 +122,7 @@ def tensorflow() -> Any:
     if _tf is None:
         if not _verbose:
             silence_native_logs()  # a library user's first probe prints no C++ log lines
-        with warnings.catch_warnings():
+        with interrupts.held(), warnings.catch_warnings():  # Ctrl-C: after the import
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
             # Harmless ABI notice from a TF dependency's compiled module under numpy 1.18.
@@ -143,7 +143,8 @@ def tensorflow() -> Any:
             global _restored
             from . import slim_compat
 
-            _restored = tuple(slim_compat.restore())
+            with interrupts.held():  # imports tf-slim and tf_keras
+                _restored = tuple(slim_compat.restore())
         _tf = tf
     return _tf
 
@@ -214,7 +215,8 @@ def keras() -> Any:
 
 def _import_tf_keras(why: str) -> Any:
     try:
-        import tf_keras
+        with interrupts.held():
+            import tf_keras
     except ImportError:
         raise BackendUnavailableError("TensorFlow %s: %s: pip install tf-keras~=%s.0" % (
             tensorflow().__version__, why, ".".join(tensorflow().__version__.split(".")[:2]))
@@ -249,7 +251,8 @@ def keras3() -> Any:
     if not _tf_keras():
         raise ProbeConfigError("api='keras3' needs TensorFlow 2.16-2.21, where tf.keras is "
                                "Keras 3; found TensorFlow %s" % tensorflow().__version__)
-    import keras as keras_3
+    with interrupts.held():
+        import keras as keras_3
 
     return keras_3
 
@@ -262,7 +265,8 @@ def keras_of_file(version: Any) -> Any:
         if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
             tensorflow()  # imported here, quietly, before Keras imports it
         try:
-            import keras as keras_3
+            with interrupts.held():
+                import keras as keras_3
         except ImportError:
             keras_3 = None
         if keras_3 is None or not str(getattr(keras_3, "__version__", "")).startswith("3."):

@@ -17,6 +17,7 @@ import importlib.util
 import sys
 from typing import Any, Optional, Sequence
 
+from . import interrupts
 from .errors import BackendUnavailableError
 
 # import name -> (what users call it, the extra that installs it)
@@ -111,6 +112,7 @@ def torch(purpose: str) -> Any:
     extra when PyTorch is not installed."""
     require(["torch"], purpose)
     block_triton()
-    import torch as module
+    with interrupts.held():
+        import torch as module
 
     return module

@@ -161,6 +161,44 @@ def test_console_script_on_a_damaged_data_file(source, tmp_path):
                           "(Read less bytes than requested)\n" % (prefix, prefix))
 
 
+INTERRUPTED_IMPORT = r"""
+import os, signal, sys
+
+fired = []
+
+
+class Trap:  # Ctrl-C at a fixed point inside TensorFlow's import: when it imports its ops
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow.python.framework.ops" and not fired:
+            fired.append(name)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+
+sys.meta_path.insert(0, Trap())
+from bn_decay_probe import backend
+
+try:
+    backend.tensorflow()
+    print("no KeyboardInterrupt")
+except KeyboardInterrupt:
+    tf = sys.modules["tensorflow"]
+    print("KeyboardInterrupt after the import:", fired, backend.tensorflow() is tf,
+          tf.zeros([2, 3]).shape.as_list())
+"""
+
+
+def test_ctrl_c_inside_tensorflows_import_is_answered_after_it():
+    """A KeyboardInterrupt inside TensorFlow's import is swallowed by it or leaves it
+    half-initialized (measured), so Ctrl-C waits for the import to finish: TensorFlow is then
+    whole, and the KeyboardInterrupt comes once."""
+    out = subprocess.run([sys.executable, "-c", INTERRUPTED_IMPORT], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, universal_newlines=True, timeout=300,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert out.stdout == ("KeyboardInterrupt after the import: "
+                          "['tensorflow.python.framework.ops'] True [2, 3]\n"), out.stderr
+
+
 def _loaded(pid, names):
     """Whether the process has mapped a shared library whose path holds one of ``names``."""
     try:
@@ -171,7 +209,8 @@ def _loaded(pid, names):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-@pytest.mark.parametrize("when", ["while importing", "during TensorFlow's work"])
+@pytest.mark.parametrize("when", ["while importing", "while TensorFlow imports",
+                                  "during TensorFlow's work"])
 @pytest.mark.parametrize("command", ["doctor", "repair"])
 def test_ctrl_c(real_model, tmp_path, command, when):
     """SIGINT, as Ctrl-C sends it: one line, exit 130, nothing written (no --json file, nothing
@@ -193,14 +232,18 @@ def test_ctrl_c(real_model, tmp_path, command, when):
     process = subprocess.Popen([script] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                universal_newlines=True, env=env, cwd=root,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    # While importing: once numpy's extension is mapped, bn_decay_probe is loading. During
-    # TensorFlow's work: a while after TensorFlow's libraries are mapped.
+    # While importing: once numpy's extension is mapped, bn_decay_probe is loading. While
+    # TensorFlow imports: just after its libraries are mapped (its import takes seconds; a
+    # KeyboardInterrupt inside it was swallowed, or left TF half-initialized: a traceback). During
+    # TensorFlow's work: a while after they are mapped.
     names = ("_multiarray_umath",) if when == "while importing" else (
         "_pywrap_tensorflow", "libtensorflow_framework")
     deadline = time.time() + 120
     while not _loaded(process.pid, names) and time.time() < deadline:
         time.sleep(0.01)
-    if when != "while importing":
+    if when == "while TensorFlow imports":
+        time.sleep(0.3)
+    elif when != "while importing":
         time.sleep(1.0 if command == "doctor" else 3.0)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=300)

@@ -12,19 +12,17 @@
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-import threading
 import uuid
-from typing import Any, Iterator, List, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
 from ..checkpoints.paths import STATE_FILE, checkpoint_files
 from ..checkpoints.reader import MARKER_KEY, open_reader
+from .. import interrupts
 from ..errors import CheckpointError, first_line
 
 
@@ -48,30 +46,12 @@ def write_copy(tf1: Any, source: str, out: str, replacements: Mapping[str, np.nd
         _save(tf1, temporary, tensors, dtypes)
         shutil.copyfile(source + ".meta", temporary + ".meta")
         _verify(tf1, reader, temporary, replacements, source)
-        with _interrupt_held():
+        with interrupts.held():  # the files it moves are all moved
             _rename(temporary, out, overwrite)
             return _name_in_state_file(out)
     finally:
         for leftover in checkpoint_files(temporary):
             os.remove(leftover)
-
-
-@contextlib.contextmanager
-def _interrupt_held() -> Iterator[None]:
-    """Ctrl-C (SIGINT) during the block is held back and raised as KeyboardInterrupt once the
-    block is done, so that the files it moves are all moved. Outside the main thread (where
-    signal handlers cannot be set) the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: List[int] = []
-    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
 
 
 def _name_in_state_file(out: str) -> Optional[str]:
