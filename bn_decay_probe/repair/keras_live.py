@@ -8,10 +8,10 @@ dropout) and the batch-norm layers in training mode (normalizing with the batch'
 the repair's pass) or in inference mode (with their moving statistics: the repair's check), and
 returns each batch-norm layer's input mean, biased variance and values per channel, computed
 with ``keras.ops.moments`` (Keras 3; ``torch.var_mean`` on its PyTorch backend) or
-``tf.nn.moments`` (Keras 2) in float32. No variable
-changes: Keras 3 runs the pass in a ``StatelessScope`` (its updates are recorded, never
-applied); Keras 2 runs it with momentum 1 (each update writes back the value it read). The pass
-is compiled once (``tf.function``, ``jax.jit``); PyTorch runs eagerly under ``no_grad``.
+``tf.nn.moments`` (Keras 2) in float32. No variable changes: Keras 3 runs the pass in a
+``StatelessScope`` (its updates are recorded, never applied); Keras 2 runs it with momentum 1
+(each update writes back the value it read). The pass is compiled once (``tf.function``,
+``jax.jit``); PyTorch runs eagerly under ``no_grad``.
 
 A frozen layer (``trainable=False``) runs in inference mode in TF 2.x Keras even with
 ``training=True``, so the pass makes each layer trainable while it runs; the layers' own

@@ -20,9 +20,9 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from .. import interrupts
 from ..checkpoints.paths import STATE_FILE, checkpoint_files
 from ..checkpoints.reader import MARKER_KEY, open_reader
-from .. import interrupts
 from ..errors import CheckpointError, first_line
 
 
