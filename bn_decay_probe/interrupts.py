@@ -1,5 +1,5 @@
 """Ctrl-C: in a command-line process before cli.main can answer it, and held back where it
-must not cut (a repair's file moves, importing TensorFlow and the other frameworks).
+must not cut (a repair's file moves, importing TensorFlow, Keras, tf_keras and PyTorch).
 
 Importing the package (numpy, the modules) takes a few tenths of a second; Ctrl-C then would
 print Python's traceback, or, landing inside an extension module's import, turn into an
@@ -10,10 +10,10 @@ handler back, and turns the KeyboardInterrupt it raises into the same line, afte
 progress have cleaned up. Library imports (a notebook, a test) keep Python's handler.
 
 :func:`held` keeps Ctrl-C out of a block that must not be cut: moving a repair's files, and
-importing TensorFlow (and the other frameworks). A KeyboardInterrupt raised inside TensorFlow's
-import was measured (TF 2.21, Ctrl-C 1 to 3.5 s after its library is mapped) to be swallowed
-by it, the command then running to the end with status 0, or to leave it half-initialized, the
-command then ending in a traceback.
+importing TensorFlow (and Keras, tf_keras and PyTorch). A KeyboardInterrupt raised inside
+TensorFlow's import was measured (TF 2.21, Ctrl-C 1 to 3.5 s after its library is mapped) to be
+swallowed by it, the command then running to the end with status 0, or to leave it
+half-initialized, the command then ending in a traceback.
 """
 import contextlib
 import os

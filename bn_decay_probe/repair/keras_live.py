@@ -58,6 +58,8 @@ class Flavour:
             from .. import backend
 
             self.tf = backend.tensorflow()
+        elif self.backend == "torch":  # Keras on PyTorch has imported it
+            self.torch = importlib.import_module("torch")
 
     @property
     def what(self) -> str:
@@ -68,7 +70,7 @@ class Flavour:
         if self.backend == "torch":
             # One fused reduction: keras.ops.moments dispatches several eager ops per call, per
             # layer and batch (36% over bare calls on MobileNetV2; benchmarks/RESULTS.md).
-            torch = importlib.import_module("torch")
+            torch = self.torch
             if values.dtype not in (torch.float32, torch.float64):
                 values = values.float()
             variance, mean = torch.var_mean(values, dim=tuple(axes), correction=0)
@@ -109,7 +111,7 @@ class Flavour:
             jax = importlib.import_module("jax")
             return jax.jit(function)
         if self.backend == "torch":
-            torch = importlib.import_module("torch")
+            torch = self.torch
 
             def without_gradients(values: Any) -> Any:
                 with torch.no_grad():
